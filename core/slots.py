@@ -1,0 +1,817 @@
+"""Slots: extension points with exactly one provider each, chosen by name in ``[slots]``.
+
+A slot is a ``typing.Protocol``. A plugin fills a slot by naming it in its declaration
+(``Plugin(slot="store", ...)``); its setup returns the provider object, which other plugins get
+from ``ctx.slot("store")`` once they declare ``requires=("store",)``. Methods that may block
+are async. Optional abilities are separate protocols (``SupportsCheckpoint``), so code checks
+``isinstance(provider, SupportsX)`` instead of calling a method that raises.
+
+Every protocol and method here is documented in one format, checked by a test: a summary,
+then ``Args:`` (each parameter), ``Returns:`` and ``Implementers:`` (who provides it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import trio
+
+    from .runtime import ProcessSpec, ResourceLimits, RuntimeSpec
+    from .store import Change, Op, StoredObject
+
+
+# --------------------------------------------------------------------------- isolation
+
+
+@dataclass(frozen=True)
+class Stdio:
+    """File descriptors a container process gets; ``None`` means /dev/null.
+
+    With ``terminal`` set, the provider allocates a pseudo-terminal instead and hands its
+    master side back as ``ContainerProcess.pty_master``.
+    """
+
+    stdin: int | None = None
+    stdout: int | None = None
+    stderr: int | None = None
+    terminal: bool = False
+
+
+@runtime_checkable
+class ContainerProcess(Protocol):
+    """A process the isolation slot started: a container's init or an exec'd process.
+
+    Implementers:
+        Returned by ``Isolation.create``, ``Isolation.exec`` and ``Isolation.restore``.
+    """
+
+    #: Host PID of the process.
+    pid: int
+    #: Master side of the pty when the process was created with a terminal, else None.
+    pty_master: int | None
+
+    async def start(self) -> None:
+        """Let a created process run its program (the second half of create/start).
+
+        Args:
+            (none)
+        Returns:
+            None once the program has been executed; raises ``ShoalError`` with the
+            reason (command not found, not executable) when it could not be.
+        Implementers:
+            Isolation providers.
+        """
+
+    async def wait(self) -> int:
+        """Wait for the process to end.
+
+        Args:
+            (none)
+        Returns:
+            The exit status as Docker reports it: the exit code, or 128 + signal number.
+        Implementers:
+            Isolation providers.
+        """
+
+    def kill(self, signal: int) -> None:
+        """Send a signal to the process (to the container's PID 1 for an init).
+
+        Args:
+            signal: the signal number.
+        Returns:
+            None; a process that already ended is not an error.
+        Implementers:
+            Isolation providers.
+        """
+
+    def state(self) -> dict[str, Any]:
+        """Describe the process for live restore after a daemon restart.
+
+        Args:
+            (none)
+        Returns:
+            A JSON-serialisable mapping that ``Isolation.restore`` accepts.
+        Implementers:
+            Isolation providers.
+        """
+
+
+@runtime_checkable
+class Isolation(Protocol):
+    """Turns a runtime spec and a mounted rootfs into an isolated, running process.
+
+    Namespaces, pivot_root, /proc /dev /sys, masked and read-only paths, capabilities,
+    no_new_privs, user and group, environment, working directory, terminal or pipes.
+
+    Implementers:
+        The ``namespaces`` plugin; third-party runtimes (a VM-based one, say).
+    """
+
+    async def create(self, spec: RuntimeSpec, stdio: Stdio) -> ContainerProcess:
+        """Create a container's first process, stopped before it runs its program.
+
+        The caller places the process in its cgroup (resources slot) and attaches its
+        network between ``create`` and ``ContainerProcess.start``.
+
+        Args:
+            spec: what to run and how to isolate it.
+            stdio: the descriptors or terminal for its standard streams.
+        Returns:
+            The created process; nothing of it is left behind if this raises.
+        Implementers:
+            Isolation providers.
+        """
+
+    async def exec(self, target: ContainerProcess, process: ProcessSpec, stdio: Stdio) -> ContainerProcess:
+        """Start another process inside a running container's namespaces and cgroup.
+
+        Args:
+            target: the container's first process.
+            process: what to run.
+            stdio: the descriptors or terminal for its standard streams.
+        Returns:
+            The exec'd process, already running.
+        Implementers:
+            Isolation providers.
+        """
+
+    async def restore(self, state: Mapping[str, Any]) -> ContainerProcess | None:
+        """Re-adopt a process from a previous daemon run (live restore).
+
+        Args:
+            state: what ``ContainerProcess.state`` returned before the restart.
+        Returns:
+            The process if it still runs, else None.
+        Implementers:
+            Isolation providers.
+        """
+
+
+# --------------------------------------------------------------------------- resources
+
+
+@dataclass(frozen=True)
+class ResourceStats:
+    """One reading of a container's resource use."""
+
+    memory_usage: int
+    memory_limit: int | None
+    cpu_usage_ns: int
+    pids: int
+    io_read_bytes: int
+    io_write_bytes: int
+    raw: Mapping[str, Any]
+
+
+@runtime_checkable
+class Resources(Protocol):
+    """Places containers in control groups with limits; reads stats and OOM events.
+
+    Implementers:
+        The ``cgroups`` plugin (v1, v2 and hybrid hosts).
+    """
+
+    async def create(self, name: str, limits: ResourceLimits) -> None:
+        """Create the group for one container with its limits.
+
+        Args:
+            name: the container's id; unique among live groups.
+            limits: the limits to apply.
+        Returns:
+            None; raises ``InvalidArgument`` naming a limit the host cannot apply, leaving
+            nothing behind.
+        Implementers:
+            Resources providers.
+        """
+
+    async def add_process(self, name: str, pid: int) -> None:
+        """Move a process into the group.
+
+        Args:
+            name: the group.
+            pid: host PID of the process.
+        Returns:
+            None.
+        Implementers:
+            Resources providers.
+        """
+
+    async def update(self, name: str, limits: ResourceLimits) -> None:
+        """Change the limits of a live group.
+
+        Args:
+            name: the group.
+            limits: the new limits; ``None`` fields stay as they are.
+        Returns:
+            None.
+        Implementers:
+            Resources providers.
+        """
+
+    async def freeze(self, name: str, frozen: bool) -> None:
+        """Freeze (pause) or thaw (unpause) every process in the group.
+
+        Args:
+            name: the group.
+            frozen: True to freeze, False to thaw.
+        Returns:
+            None once the group reached the state.
+        Implementers:
+            Resources providers.
+        """
+
+    async def stats(self, name: str) -> ResourceStats:
+        """Read the group's current resource use.
+
+        Args:
+            name: the group.
+        Returns:
+            One reading.
+        Implementers:
+            Resources providers.
+        """
+
+    async def oom_killed(self, name: str) -> bool:
+        """Tell whether the kernel's OOM killer ended a process of the group.
+
+        Args:
+            name: the group.
+        Returns:
+            True once an OOM kill happened in it.
+        Implementers:
+            Resources providers.
+        """
+
+    async def pids(self, name: str) -> list[int]:
+        """List the host PIDs in the group (for ``top``).
+
+        Args:
+            name: the group.
+        Returns:
+            The PIDs, in no particular order.
+        Implementers:
+            Resources providers.
+        """
+
+    async def remove(self, name: str) -> None:
+        """Remove the group; its processes must have ended.
+
+        Args:
+            name: the group; a missing group is not an error.
+        Returns:
+            None.
+        Implementers:
+            Resources providers.
+        """
+
+
+# --------------------------------------------------------------------------- storage
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """An image in the local store."""
+
+    id: str  # "sha256:<config digest>"
+    names: tuple[str, ...]  # normalised references: "docker.io/library/busybox:latest"
+    layers: tuple[str, ...]  # diff ids (uncompressed layer digests), bottom first
+    config: Mapping[str, Any]  # the OCI image config
+    size: int
+    created: str
+
+
+@runtime_checkable
+class ImageStore(Protocol):
+    """Keeps images: content-addressed layers and configs, names and tags.
+
+    Implementers:
+        The ``images`` plugin (local store); the ``registry`` plugin extends it with pull
+        and push.
+    """
+
+    async def get(self, reference: str) -> ImageRecord:
+        """Find an image by name, tag, digest or id prefix.
+
+        Args:
+            reference: "busybox", "busybox:1.36", "host:5000/x@sha256:...", an id prefix.
+        Returns:
+            The image; raises ``NotFound`` naming the reference.
+        Implementers:
+            Image store providers.
+        """
+
+    async def list(self) -> list[ImageRecord]:
+        """List every image in the store.
+
+        Args:
+            (none)
+        Returns:
+            The images, newest first.
+        Implementers:
+            Image store providers.
+        """
+
+    async def import_rootfs(self, source: str, reference: str, config: Mapping[str, Any]) -> ImageRecord:
+        """Make a one-layer image from a root filesystem (a tar file or a directory).
+
+        Args:
+            source: path of the tar (plain or compressed) or directory.
+            reference: the name to tag it with.
+            config: image config fields (Cmd, Env, ...) to record.
+        Returns:
+            The new image.
+        Implementers:
+            Image store providers.
+        """
+
+    async def tag(self, reference: str, new_reference: str) -> None:
+        """Give an image another name.
+
+        Args:
+            reference: an existing image.
+            new_reference: the name to add.
+        Returns:
+            None.
+        Implementers:
+            Image store providers.
+        """
+
+    async def remove(self, reference: str, force: bool = False) -> list[str]:
+        """Untag an image, and delete it once no name refers to it.
+
+        Args:
+            reference: the image.
+            force: remove even if containers use it.
+        Returns:
+            What was untagged and deleted, as Docker's ``Untagged``/``Deleted`` lines.
+        Implementers:
+            Image store providers.
+        """
+
+
+@runtime_checkable
+class Snapshotter(Protocol):
+    """Builds container root filesystems from image layers (overlayfs or copies).
+
+    Implementers:
+        The ``overlay`` plugin; a copying fallback where overlayfs is missing.
+    """
+
+    async def prepare(self, key: str, layers: Sequence[str]) -> str:
+        """Make a writable root filesystem over read-only layers.
+
+        Args:
+            key: the container's id.
+            layers: diff ids of the image's layers, bottom first.
+        Returns:
+            The host path where the rootfs is mounted.
+        Implementers:
+            Snapshotter providers.
+        """
+
+    async def remove(self, key: str) -> None:
+        """Unmount and delete a container's writable layer.
+
+        Args:
+            key: the container's id; a missing snapshot is not an error.
+        Returns:
+            None.
+        Implementers:
+            Snapshotter providers.
+        """
+
+
+@dataclass(frozen=True)
+class VolumeRecord:
+    """A named volume."""
+
+    name: str
+    driver: str
+    mountpoint: str
+    labels: Mapping[str, str]
+    created: str
+
+
+@runtime_checkable
+class VolumeStore(Protocol):
+    """Named volumes that outlive containers (``-v NAME:/path``).
+
+    Implementers:
+        The ``local-volumes`` plugin.
+    """
+
+    async def create(self, name: str, labels: Mapping[str, str]) -> VolumeRecord:
+        """Create a volume, or return the existing one of that name.
+
+        Args:
+            name: the volume's name.
+            labels: labels to record.
+        Returns:
+            The volume.
+        Implementers:
+            Volume providers.
+        """
+
+    async def get(self, name: str) -> VolumeRecord:
+        """Find a volume.
+
+        Args:
+            name: the volume's name.
+        Returns:
+            The volume; raises ``NotFound``.
+        Implementers:
+            Volume providers.
+        """
+
+    async def list(self) -> list[VolumeRecord]:
+        """List volumes.
+
+        Args:
+            (none)
+        Returns:
+            Every volume.
+        Implementers:
+            Volume providers.
+        """
+
+    async def remove(self, name: str) -> None:
+        """Delete a volume and its data.
+
+        Args:
+            name: the volume's name.
+        Returns:
+            None; raises ``NotFound`` or ``Conflict`` (in use).
+        Implementers:
+            Volume providers.
+        """
+
+
+# --------------------------------------------------------------------------- network
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A container's attachment to one network."""
+
+    network: str
+    container: str
+    interface: str
+    ipv4: str | None
+    gateway: str | None
+    mac: str | None
+    aliases: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class Network(Protocol):
+    """Networks, addresses and published ports for containers.
+
+    Implementers:
+        The ``bridge`` plugin.
+    """
+
+    async def attach(self, container: str, netns: str, network: str, options: Mapping[str, Any]) -> Endpoint:
+        """Connect a container's network namespace to a network.
+
+        Args:
+            container: the container's id.
+            netns: path of its network namespace (/proc/PID/ns/net).
+            network: network name or id.
+            options: aliases, a fixed address, published ports.
+        Returns:
+            The endpoint made; nothing is left behind if this raises.
+        Implementers:
+            Network providers.
+        """
+
+    async def detach(self, container: str, network: str) -> None:
+        """Disconnect a container from a network and release what it held.
+
+        Args:
+            container: the container's id.
+            network: network name or id.
+        Returns:
+            None; an endpoint already gone is not an error.
+        Implementers:
+            Network providers.
+        """
+
+
+# --------------------------------------------------------------------------- scheduler
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The scheduler's decision for one task."""
+
+    task: str
+    node: str | None  # None: no node fits
+    reason: str = ""  # why no node fits, for the task's status message
+
+
+@runtime_checkable
+class Scheduler(Protocol):
+    """Chooses a node for each pending task (filters, then spread preferences).
+
+    Pure logic: no I/O, so its methods are synchronous.
+
+    Implementers:
+        The swarm ``spread`` scheduler plugin.
+    """
+
+    def place(self, tasks: Sequence[Mapping[str, Any]], nodes: Sequence[Mapping[str, Any]]) -> list[Placement]:
+        """Assign nodes to tasks.
+
+        Args:
+            tasks: pending tasks with their spec (resources, constraints, preferences).
+            nodes: ready nodes with their description, labels, resources and current tasks.
+        Returns:
+            One placement per task, in the order given.
+        Implementers:
+            Scheduler providers.
+        """
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+@runtime_checkable
+class SecretStore(Protocol):
+    """Holds secret payloads, encrypted at rest; the store keeps their metadata.
+
+    Implementers:
+        The swarm secrets plugin; third-party vault back-ends.
+    """
+
+    async def put(self, secret_id: str, data: bytes) -> None:
+        """Store a payload.
+
+        Args:
+            secret_id: the secret's id.
+            data: the payload (at most 500 KB).
+        Returns:
+            None.
+        Implementers:
+            Secret store providers.
+        """
+
+    async def get(self, secret_id: str) -> bytes:
+        """Read a payload back.
+
+        Args:
+            secret_id: the secret's id.
+        Returns:
+            The decrypted payload; raises ``NotFound``.
+        Implementers:
+            Secret store providers.
+        """
+
+    async def delete(self, secret_id: str) -> None:
+        """Forget a payload.
+
+        Args:
+            secret_id: the secret's id; a missing one is not an error.
+        Returns:
+            None.
+        Implementers:
+            Secret store providers.
+        """
+
+
+# --------------------------------------------------------------------------- store
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Versioned objects with atomic transactions and a watch stream.
+
+    Every object has a kind ("container", "service"...), an id, a JSON-like ``data`` mapping,
+    string labels, and a version: the store's revision when it last changed. The store's
+    revision grows by one per committed transaction. ``shoal.store.StoreBase`` derives
+    the single-object methods from ``commit``; ``shoal.testing.store`` is the conformance
+    suite every provider passes.
+
+    Implementers:
+        ``sqlite`` (one host), ``raft`` (swarm managers), third-party back-ends (etcd).
+    """
+
+    async def commit(self, ops: Sequence[Op]) -> list[StoredObject | None]:
+        """Apply operations atomically: all of them or none.
+
+        Args:
+            ops: ``Create``, ``Update``, ``Delete`` and ``Check`` operations.
+        Returns:
+            For each op, the object as stored after it (None for a delete or a check);
+            raises ``Conflict`` (an id in use, a stale version) or ``NotFound`` naming the
+            op that failed, with nothing applied.
+        Implementers:
+            Store providers.
+        """
+
+    async def get(self, kind: str, id: str) -> StoredObject:
+        """Read one object.
+
+        Args:
+            kind: the object's kind.
+            id: the object's id.
+        Returns:
+            The object; raises ``NotFound``.
+        Implementers:
+            Store providers.
+        """
+
+    async def list(self, kind: str, labels: Mapping[str, str] | None = None) -> list[StoredObject]:
+        """List objects of a kind, optionally those carrying all the given labels.
+
+        Args:
+            kind: the kind.
+            labels: label -> value pairs every returned object carries.
+        Returns:
+            The objects, ordered by id.
+        Implementers:
+            Store providers.
+        """
+
+    async def revision(self) -> int:
+        """Read the store's current revision.
+
+        Args:
+            (none)
+        Returns:
+            The revision of the last committed transaction (0 for an empty store).
+        Implementers:
+            Store providers.
+        """
+
+    def watch(self, since: int, kinds: Sequence[str] | None = None) -> AsyncIterator[Change]:
+        """Stream every change after a revision, first the recorded ones, then new ones.
+
+        Args:
+            since: changes with a revision greater than this are streamed.
+            kinds: only these kinds, or all.
+        Returns:
+            An async iterator of changes, in revision order, that never ends by itself;
+            raises ``Compacted`` when ``since`` is older than the history kept.
+        Implementers:
+            Store providers.
+        """
+
+    async def create(self, kind: str, id: str, data: Mapping[str, Any], labels: Mapping[str, str] | None = None) -> StoredObject:
+        """Create one object.
+
+        Args:
+            kind: the kind.
+            id: the id, unique within the kind.
+            data: the content.
+            labels: its labels.
+        Returns:
+            The stored object; raises ``Conflict`` if the id is in use.
+        Implementers:
+            Store providers (``StoreBase`` supplies it).
+        """
+
+    async def update(
+        self, kind: str, id: str, data: Mapping[str, Any], version: int, labels: Mapping[str, str] | None = None
+    ) -> StoredObject:
+        """Replace one object's content, if it is still at the version the caller read.
+
+        Args:
+            kind: the kind.
+            id: the id.
+            data: the new content.
+            version: the version the caller read; a newer stored one raises ``Conflict``.
+            labels: new labels, or None to keep them.
+        Returns:
+            The stored object.
+        Implementers:
+            Store providers (``StoreBase`` supplies it).
+        """
+
+    async def delete(self, kind: str, id: str, version: int | None = None) -> None:
+        """Delete one object.
+
+        Args:
+            kind: the kind.
+            id: the id.
+            version: if given, delete only if still at this version.
+        Returns:
+            None; raises ``NotFound`` or ``Conflict``.
+        Implementers:
+            Store providers (``StoreBase`` supplies it).
+        """
+
+
+# --------------------------------------------------------------------------- membership
+
+
+@dataclass(frozen=True)
+class Member:
+    """A node as membership sees it."""
+
+    id: str
+    address: str
+    state: str  # "alive", "suspect", "dead", "left"
+    meta: Mapping[str, str]
+
+
+@runtime_checkable
+class Membership(Protocol):
+    """Which nodes exist and which are alive (gossip in a cluster, just us on one host).
+
+    Implementers:
+        ``local-membership`` (one host); the swarm ``gossip`` plugin (SWIM).
+    """
+
+    def local(self) -> Member:
+        """Describe this node.
+
+        Args:
+            (none)
+        Returns:
+            This node's member record.
+        Implementers:
+            Membership providers.
+        """
+
+    def members(self) -> list[Member]:
+        """List the nodes known now, this one included.
+
+        Args:
+            (none)
+        Returns:
+            Every known member with its state.
+        Implementers:
+            Membership providers.
+        """
+
+    def subscribe(self) -> AsyncIterator[Member]:
+        """Stream member changes (joined, suspected, died, left).
+
+        Args:
+            (none)
+        Returns:
+            An async iterator yielding a member each time its state changes.
+        Implementers:
+            Membership providers.
+        """
+
+
+# --------------------------------------------------------------------------- transport
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Authenticated byte streams between nodes (TCP with mutual TLS, or in memory).
+
+    Implementers:
+        The swarm ``tls-transport`` plugin; an in-memory transport for tests.
+    """
+
+    async def connect(self, address: str) -> trio.abc.Stream:
+        """Open a stream to a peer.
+
+        Args:
+            address: "host:port" of the peer.
+        Returns:
+            A connected, authenticated stream; raises ``OSError`` or ``trio.BrokenResourceError``.
+        Implementers:
+            Transport providers.
+        """
+
+    async def serve(
+        self,
+        handler: Callable[[trio.abc.Stream, str], Awaitable[None]],
+        *,
+        task_status: trio.TaskStatus[str] = ...,  # type: ignore[assignment]
+    ) -> None:
+        """Accept streams from peers until cancelled.
+
+        Args:
+            handler: called in its own task with each stream and the peer's identity.
+            task_status: started with the address actually listened on.
+        Returns:
+            Never, until cancelled.
+        Implementers:
+            Transport providers.
+        """
+
+
+# --------------------------------------------------------------------------- registry
+
+#: Every slot: name -> (protocol, what it is for). A plugin's ``slot`` must be one of these.
+SLOTS: dict[str, type] = {
+    "isolation": Isolation,
+    "resources": Resources,
+    "images": ImageStore,
+    "snapshots": Snapshotter,
+    "volumes": VolumeStore,
+    "network": Network,
+    "scheduler": Scheduler,
+    "secrets": SecretStore,
+    "store": Store,
+    "membership": Membership,
+    "transport": Transport,
+}
