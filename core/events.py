@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,11 +54,49 @@ class Event:
         }
 
 
-class _Subscriber:
-    def __init__(self, buffer: int, accept: Callable[[Event], bool]) -> None:
-        self.send, self.receive = trio.open_memory_channel[Event](buffer)
+class Subscription:
+    """A subscriber's view of the stream: use as ``async with bus.subscribe() as events``.
+
+    Iterating yields the kept events since the requested time first, then live ones, and
+    raises ``EventsLagged`` once this subscriber fell more than its buffer behind.
+    """
+
+    def __init__(self, bus: EventBus, accept: Callable[[Event], bool], since_nano: int | None) -> None:
+        self._bus = bus
         self.accept = accept
+        self._send, self._receive = trio.open_memory_channel[Event](bus.buffer)
+        self._replay: collections.deque[Event] = collections.deque()
+        self._since_nano = since_nano
         self.lagged = False
+
+    async def __aenter__(self) -> Subscription:
+        self._bus._subscribers.add(self)
+        if self._since_nano is not None:
+            self._replay.extend(e for e in self._bus.history(self._since_nano) if self.accept(e))
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._bus._subscribers.discard(self)
+        self._send.close()
+        self._receive.close()
+
+    def offer(self, event: Event) -> None:
+        if self.lagged or not self.accept(event):
+            return
+        try:
+            self._send.send_nowait(event)
+        except trio.WouldBlock:
+            self.lagged = True
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        if self._replay:
+            return self._replay.popleft()
+        if self.lagged and self._receive.statistics().current_buffer_used == 0:
+            raise EventsLagged(f"event subscriber fell more than {self._bus.buffer} events behind")
+        return await self._receive.receive()
 
 
 class EventBus:
@@ -66,8 +104,8 @@ class EventBus:
 
     def __init__(self, history: int = 1024, buffer: int = 1024, observe: Callable[[Event], None] | None = None) -> None:
         self._history: collections.deque[Event] = collections.deque(maxlen=history)
-        self._subscribers: set[_Subscriber] = set()
-        self._buffer = buffer
+        self._subscribers: set[Subscription] = set()
+        self.buffer = buffer
         self._observe = observe
 
     def publish(self, event: Event) -> None:
@@ -76,12 +114,7 @@ class EventBus:
             raise ValueError(f"unknown event type {event.type!r}; expected one of {', '.join(EVENT_TYPES)}")
         self._history.append(event)
         for sub in self._subscribers:
-            if sub.lagged or not sub.accept(event):
-                continue
-            try:
-                sub.send.send_nowait(event)
-            except trio.WouldBlock:
-                sub.lagged = True
+            sub.offer(event)
         if self._observe is not None:
             try:
                 self._observe(event)
@@ -98,25 +131,6 @@ class EventBus:
         """Events kept in memory that happened at or after ``since_nano``."""
         return [e for e in self._history if e.time_nano >= since_nano]
 
-    async def subscribe(
-        self, accept: Callable[[Event], bool] = lambda e: True, since_nano: int | None = None
-    ) -> AsyncIterator[Event]:
-        """Yield matching events: the kept ones since ``since_nano`` if given, then live ones.
-
-        Raises ``EventsLagged`` when this subscriber fell more than the buffer behind.
-        """
-        sub = _Subscriber(self._buffer, accept)
-        self._subscribers.add(sub)
-        try:
-            if since_nano is not None:
-                for event in self.history(since_nano):
-                    if accept(event):
-                        yield event
-            while True:
-                if sub.lagged and sub.receive.statistics().current_buffer_used == 0:
-                    raise EventsLagged(f"event subscriber fell more than {self._buffer} events behind")
-                yield await sub.receive.receive()
-        finally:
-            self._subscribers.discard(sub)
-            sub.send.close()
-            sub.receive.close()
+    def subscribe(self, accept: Callable[[Event], bool] = lambda e: True, since_nano: int | None = None) -> Subscription:
+        """Subscribe to matching events, with the kept ones since ``since_nano`` first if given."""
+        return Subscription(self, accept, since_nano)

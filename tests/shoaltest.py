@@ -1,0 +1,68 @@
+"""Helpers for tests that run real ``shoald`` processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+class Daemon:
+    """A ``shoald`` child process with its own data and run roots."""
+
+    def __init__(self, proc: subprocess.Popen[str], ready_file: Path, log_file: Path) -> None:
+        self.proc = proc
+        self.ready_file = ready_file
+        self.log_file = log_file
+        self.returncode: int | None = None
+
+    @property
+    def log(self) -> str:
+        return self.log_file.read_text()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.ready_file.exists():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"shoald exited with {self.proc.returncode} before ready:\n{self.log}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"shoald not ready after {timeout} s:\n{self.log}")
+            time.sleep(0.01)
+
+    def ready_info(self) -> dict:
+        return json.loads(self.ready_file.read_text())
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"shoald did not stop within {timeout} s after {sig!r}:\n{self.log}") from None
+        self.returncode = self.proc.returncode
+        return self.returncode
+
+
+@contextmanager
+def run_daemon(config: str | Path, tmp: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Daemon]:
+    """Start shoald on ``config``; stop it with SIGTERM when the block ends."""
+    run_root = tmp / "run"
+    ready = run_root / "ready"
+    log_file = tmp / "shoald.log"
+    command = [sys.executable, "-m", "shoal.daemon", "--config", str(config), "--data-root", str(tmp / "data"),
+               "--run-root", str(run_root), "--ready-file", str(ready), *args]  # fmt: skip
+    with log_file.open("w") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True, env=env or dict(os.environ))
+    daemon = Daemon(proc, ready, log_file)
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
