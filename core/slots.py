@@ -12,8 +12,8 @@ then ``Args:`` (each parameter), ``Returns:`` and ``Implementers:`` (who provide
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -273,19 +273,30 @@ class Resources(Protocol):
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """An image in the local store."""
+    """An image in the local store.
+
+    ``config`` is the whole OCI image config (``architecture``, ``os``, ``created``,
+    ``config`` with Cmd/Entrypoint/Env/WorkingDir/User/ExposedPorts/Labels/Healthcheck,
+    ``rootfs.diff_ids``, ``history``); the engine merges ``config["config"]`` into a
+    container's spec.
+    """
 
     id: str  # "sha256:<config digest>"
     names: tuple[str, ...]  # normalised references: "docker.io/library/busybox:latest"
     layers: tuple[str, ...]  # diff ids (uncompressed layer digests), bottom first
     config: Mapping[str, Any]  # the OCI image config
-    size: int
-    created: str
+    size: int  # bytes of the uncompressed layers
+    created: str  # RFC 3339, from the config
+    digest: str = ""  # "sha256:<manifest digest>" of the stored OCI manifest
 
 
 @runtime_checkable
 class ImageStore(Protocol):
-    """Keeps images: content-addressed layers and configs, names and tags.
+    """Keeps images: content-addressed blobs (layers, configs, manifests), names and tags.
+
+    References follow Docker's normalisation: "busybox" is "docker.io/library/busybox:latest".
+    Whether a container still uses an image is the engine's knowledge: it passes the images
+    in use to ``remove``.
 
     Implementers:
         The ``images`` plugin (local store); the ``registry`` plugin extends it with pull
@@ -293,12 +304,14 @@ class ImageStore(Protocol):
     """
 
     async def get(self, reference: str) -> ImageRecord:
-        """Find an image by name, tag, digest or id prefix.
+        """Find an image by name, tag, digest, full id or unambiguous id prefix.
 
         Args:
-            reference: "busybox", "busybox:1.36", "host:5000/x@sha256:...", an id prefix.
+            reference: "busybox", "busybox:1.36", "host:5000/x@sha256:...", "sha256:<id>",
+                an id prefix.
         Returns:
-            The image; raises ``NotFound`` naming the reference.
+            The image; raises ``NotFound`` naming the reference, ``InvalidArgument`` for
+            a malformed reference or an id prefix that matches several images.
         Implementers:
             Image store providers.
         """
@@ -314,39 +327,62 @@ class ImageStore(Protocol):
             Image store providers.
         """
 
-    async def import_rootfs(self, source: str, reference: str, config: Mapping[str, Any]) -> ImageRecord:
-        """Make a one-layer image from a root filesystem (a tar file or a directory).
+    async def import_rootfs(
+        self,
+        source: str | AsyncIterator[bytes],
+        reference: str | None,
+        config: Mapping[str, Any],
+        comment: str = "",
+    ) -> ImageRecord:
+        """Make a one-layer image from a root filesystem and unpack it for containers.
 
         Args:
-            source: path of the tar (plain or compressed) or directory.
-            reference: the name to tag it with.
-            config: image config fields (Cmd, Env, ...) to record.
+            source: path of a tar (plain, gzip, bzip2, xz or zstd) or of a directory, or
+                the tar's bytes as an async stream (an API request body).
+            reference: the name to tag it with, or None for an untagged image.
+            config: image config fields (Cmd, Entrypoint, Env, WorkingDir, User,
+                ExposedPorts, Labels, Healthcheck...) to record.
+            comment: the history comment ("Imported from -").
         Returns:
-            The new image.
+            The new image; nothing of it is visible if this raises.
         Implementers:
             Image store providers.
         """
 
     async def tag(self, reference: str, new_reference: str) -> None:
-        """Give an image another name.
+        """Give an image another name; a name held by another image moves to this one.
 
         Args:
             reference: an existing image.
-            new_reference: the name to add.
+            new_reference: the name to add (a tag, not a digest).
         Returns:
             None.
         Implementers:
             Image store providers.
         """
 
-    async def remove(self, reference: str, force: bool = False) -> list[str]:
+    async def remove(self, reference: str, force: bool = False, in_use: Mapping[str, str] | None = None) -> list[dict[str, str]]:
         """Untag an image, and delete it once no name refers to it.
 
         Args:
-            reference: the image.
-            force: remove even if containers use it.
+            reference: the image: a name untags that name; an id removes every name.
+            force: delete even when containers use it or several names refer to it.
+            in_use: image id -> a container using it, as the engine knows; an image in
+                use is not deleted (``Conflict``) unless forced.
         Returns:
-            What was untagged and deleted, as Docker's ``Untagged``/``Deleted`` lines.
+            Docker's ``{"Untagged": name}`` and ``{"Deleted": id}`` items, in order.
+        Implementers:
+            Image store providers.
+        """
+
+    async def history(self, reference: str) -> list[dict[str, Any]]:
+        """Describe how an image was built, newest step first.
+
+        Args:
+            reference: the image.
+        Returns:
+            Docker's history items: Id, Created (unix seconds), CreatedBy, Tags, Size,
+            Comment.
         Implementers:
             Image store providers.
         """
@@ -354,18 +390,47 @@ class ImageStore(Protocol):
 
 @runtime_checkable
 class Snapshotter(Protocol):
-    """Builds container root filesystems from image layers (overlayfs or copies).
+    """Unpacks image layers once and builds container root filesystems over them.
+
+    Layers are named by their OCI chain id; a container's rootfs is a writable layer
+    over read-only shared ones (overlayfs), or a private copy where overlayfs is missing.
 
     Implementers:
-        The ``overlay`` plugin; a copying fallback where overlayfs is missing.
+        The ``overlay`` plugin (overlayfs, with a copying fallback).
     """
 
+    async def has_layer(self, diff_ids: Sequence[str]) -> bool:
+        """Tell whether a layer stack is unpacked.
+
+        Args:
+            diff_ids: diff ids of the stack, bottom first.
+        Returns:
+            True if its top layer (and so every one below) is unpacked.
+        Implementers:
+            Snapshotter providers.
+        """
+
+    async def apply_layer(self, diff_ids: Sequence[str], source: str) -> str:
+        """Unpack one layer tar on top of its already unpacked parents.
+
+        Args:
+            diff_ids: diff ids from the bottom layer up to and including this one.
+            source: path of the layer tar (plain, gzip or zstd); its uncompressed bytes
+                must hash to ``diff_ids[-1]``.
+        Returns:
+            The layer's chain id; an already unpacked layer is not unpacked again. Raises
+            ``InvalidArgument`` for a digest mismatch or an unsafe or malformed tar, with
+            nothing left behind.
+        Implementers:
+            Snapshotter providers.
+        """
+
     async def prepare(self, key: str, layers: Sequence[str]) -> str:
-        """Make a writable root filesystem over read-only layers.
+        """Make a writable root filesystem over read-only layers (again: the same path).
 
         Args:
             key: the container's id.
-            layers: diff ids of the image's layers, bottom first.
+            layers: diff ids of the image's layers, bottom first; all unpacked.
         Returns:
             The host path where the rootfs is mounted.
         Implementers:
@@ -383,6 +448,17 @@ class Snapshotter(Protocol):
             Snapshotter providers.
         """
 
+    async def gc(self, keep: Collection[str]) -> list[str]:
+        """Delete unpacked layers no image keeps and no container uses.
+
+        Args:
+            keep: chain ids the images still reference.
+        Returns:
+            The chain ids deleted.
+        Implementers:
+            Snapshotter providers.
+        """
+
 
 @dataclass(frozen=True)
 class VolumeRecord:
@@ -393,22 +469,27 @@ class VolumeRecord:
     mountpoint: str
     labels: Mapping[str, str]
     created: str
+    options: Mapping[str, str] = field(default_factory=dict)
 
 
 @runtime_checkable
 class VolumeStore(Protocol):
     """Named volumes that outlive containers (``-v NAME:/path``).
 
+    Whether a container uses a volume is the engine's knowledge: it refuses ``remove``
+    of a volume in use before calling the store.
+
     Implementers:
         The ``local-volumes`` plugin.
     """
 
-    async def create(self, name: str, labels: Mapping[str, str]) -> VolumeRecord:
+    async def create(self, name: str, labels: Mapping[str, str], options: Mapping[str, str] | None = None) -> VolumeRecord:
         """Create a volume, or return the existing one of that name.
 
         Args:
-            name: the volume's name.
+            name: the volume's name (``[a-zA-Z0-9][a-zA-Z0-9_.-]+``); "" for a random one.
             labels: labels to record.
+            options: driver options; ``InvalidArgument`` for ones the driver lacks.
         Returns:
             The volume.
         Implementers:
@@ -432,18 +513,18 @@ class VolumeStore(Protocol):
         Args:
             (none)
         Returns:
-            Every volume.
+            Every volume, ordered by name.
         Implementers:
             Volume providers.
         """
 
     async def remove(self, name: str) -> None:
-        """Delete a volume and its data.
+        """Delete a volume and its data (the engine first checks no container uses it).
 
         Args:
             name: the volume's name.
         Returns:
-            None; raises ``NotFound`` or ``Conflict`` (in use).
+            None; raises ``NotFound``.
         Implementers:
             Volume providers.
         """
@@ -801,8 +882,11 @@ class Transport(Protocol):
 
 # --------------------------------------------------------------------------- registry
 
+from .containers import Containers  # noqa: E402  (its own module: the largest contract)
+
 #: Every slot: name -> (protocol, what it is for). A plugin's ``slot`` must be one of these.
 SLOTS: dict[str, type] = {
+    "containers": Containers,
     "isolation": Isolation,
     "resources": Resources,
     "images": ImageStore,
