@@ -680,7 +680,10 @@ class Store(Protocol):
     """
 
     async def commit(self, ops: Sequence[Op]) -> list[StoredObject | None]:
-        """Apply operations atomically: all of them or none.
+        """Apply operations atomically: all of them or none, in order.
+
+        Each op sees the effect of those before it in the same call. A commit of nothing
+        but ``Check`` ops (or of no ops) changes nothing and does not advance the revision.
 
         Args:
             ops: ``Create``, ``Update``, ``Delete`` and ``Check`` operations.
@@ -735,7 +738,9 @@ class Store(Protocol):
             kinds: only these kinds, or all.
         Returns:
             An async iterator of changes, in revision order, that never ends by itself;
-            raises ``Compacted`` when ``since`` is older than the history kept.
+            raises ``Compacted`` when ``since`` is older than the history kept, or later
+            when the watcher falls that far behind; ``trio.ClosedResourceError`` once the
+            provider is closed.
         Implementers:
             Store providers.
         """

@@ -12,6 +12,8 @@ from shoal import Plugin, PluginContext, setting
 
 @dataclass(frozen=True)
 class SqliteConfig:
+    """Settings of the sqlite store."""
+
     path: str = setting("", "Database file; empty: store.db in the plugin's data directory.")
     history: int = setting(10000, "Changes kept for watch replay; older ones are compacted away.")
     synchronous: Literal["full", "normal"] = setting("full", "SQLite synchronous mode: full fsyncs every commit.")
