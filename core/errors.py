@@ -37,3 +37,7 @@ class Conflict(ShoalError):
 
 class InvalidArgument(ShoalError):
     """A request carries a value that can never be valid; the message names the field."""
+
+
+class NotModified(ShoalError):
+    """The request asked for a state the object is already in (HTTP 304 in the Engine API)."""
