@@ -98,6 +98,31 @@ class ContainerProcess(Protocol):
             Isolation providers.
         """
 
+    def take_stdio(self) -> dict[str, int]:
+        """Get back the output descriptors of a re-adopted process (after ``restore``).
+
+        The provider keeps the read ends of the process's stdout and stderr pipes (and its pty
+        master) open while the daemon is away, so the process never sees a broken pipe.
+
+        Args:
+            (none)
+        Returns:
+            "stdout", "stderr" and/or "pty" -> a new close-on-exec descriptor the caller owns.
+        Implementers:
+            Isolation providers.
+        """
+
+    def close(self) -> None:
+        """Release this handle's descriptors; the process itself is not affected.
+
+        Args:
+            (none)
+        Returns:
+            None.
+        Implementers:
+            Isolation providers.
+        """
+
 
 @runtime_checkable
 class Isolation(Protocol):
@@ -144,7 +169,29 @@ class Isolation(Protocol):
         Args:
             state: what ``ContainerProcess.state`` returned before the restart.
         Returns:
-            The process if it still runs, else None.
+            The process if it still runs, else None (then see ``recorded_exit``).
+        Implementers:
+            Isolation providers.
+        """
+
+    async def recorded_exit(self, state: Mapping[str, Any]) -> int | None:
+        """The exit status of a process that ended, possibly while the daemon was away.
+
+        Args:
+            state: what ``ContainerProcess.state`` returned.
+        Returns:
+            The status as ``ContainerProcess.wait`` gives it, or None if none was recorded.
+        Implementers:
+            Isolation providers.
+        """
+
+    def forget(self, state: Mapping[str, Any]) -> None:
+        """Delete what the provider keeps about a finished process (its recorded status).
+
+        Args:
+            state: what ``ContainerProcess.state`` returned.
+        Returns:
+            None.
         Implementers:
             Isolation providers.
         """

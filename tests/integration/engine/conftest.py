@@ -1,0 +1,89 @@
+"""Fixtures: a real engine (every one-host plugin) with a busybox image imported."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from shoal import open_engine
+from shoal.config import parse_config
+from shoaltest import BUSYBOX, make_busybox_rootfs
+
+IMAGE = "busybox:test"
+
+
+def engine_config(data: Path, cgroup_parent: str) -> str:
+    return f"""
+[engine]
+data_root = "{data}"
+run_root = "{data}/run"
+[load]
+enable = ["sqlite", "local-membership", "namespaces", "cgroups", "images", "overlay", "local-volumes", "engine"]
+[plugins.cgroups]
+parent = "{cgroup_parent}"
+[plugins.sqlite]
+synchronous = "normal"
+"""
+
+
+@pytest.fixture(scope="session")
+def busybox_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not os.path.exists(BUSYBOX):
+        pytest.skip("busybox-static is not installed (apt-get install -y busybox-static)")
+    root = tmp_path_factory.mktemp("busybox")
+    make_busybox_rootfs(root)
+    return root
+
+
+class EngineHarness:
+    """Opens (and re-opens, for live restore) an engine on one data root."""
+
+    def __init__(self, data: Path, busybox: Path) -> None:
+        self.data = data
+        self.busybox = busybox
+        self.cgroup_parent = f"shoal-test-{secrets.token_hex(4)}"
+
+    @asynccontextmanager
+    async def open(self) -> AsyncIterator[object]:
+        config = parse_config(engine_config(self.data, self.cgroup_parent))
+        async with open_engine(config) as engine:
+            images = engine.slot("images")
+            try:
+                await images.get(IMAGE)
+            except Exception:
+                await images.import_rootfs(str(self.busybox), IMAGE, {"Cmd": ["sh"]})
+            yield engine
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, busybox_dir: Path) -> AsyncIterator[EngineHarness]:
+    h = EngineHarness(tmp_path / "data", busybox_dir)
+    yield h
+    # Containers outlive an engine (live restore): remove whatever a test left.
+    async with h.open() as engine:
+        containers = engine.slot("containers")  # type: ignore[attr-defined]
+        for summary in await containers.list(all=True):
+            await containers.remove(summary["Id"], force=True)
+    for controller in Path("/sys/fs/cgroup").iterdir():
+        leftover = controller / h.cgroup_parent
+        if leftover.is_dir():
+            for child in leftover.iterdir():
+                if child.is_dir():
+                    child.rmdir()
+            leftover.rmdir()
+
+
+@pytest.fixture
+async def engine(harness: EngineHarness) -> AsyncIterator[object]:
+    async with harness.open() as engine:
+        yield engine
+
+
+@pytest.fixture
+def containers(engine: object) -> object:
+    return engine.slot("containers")  # type: ignore[attr-defined]
