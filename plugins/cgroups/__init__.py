@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,10 +35,16 @@ def probe(config: CgroupsConfig) -> str | None:
     return None
 
 
-async def setup(ctx: PluginContext) -> Any:
+@asynccontextmanager
+async def setup(ctx: PluginContext) -> AsyncIterator[Any]:
     from .resources import CgroupResources
 
-    return CgroupResources.open(driver=ctx.config.driver, parent=ctx.config.parent)
+    resources = CgroupResources.open(driver=ctx.config.driver, parent=ctx.config.parent)
+    try:
+        yield resources
+    finally:
+        # Left in place while containers (live restore) still have groups in it.
+        resources.driver.remove_parent()
 
 
 plugin = Plugin(

@@ -135,7 +135,7 @@ class ContainerEngine:
             if c.state["Status"] in ("running", "paused", "restarting"):
                 await self._readopt(c)
             elif self._restarts_on_boot(c):
-                self._nursery.start_soon(self._restart_after_boot, c)
+                self._spawn(f"restart of {c.name}", self._restart_after_boot, c)
 
     def _restarts_on_boot(self, c: Container) -> bool:
         policy = c.host_config["RestartPolicy"]["Name"]
@@ -387,10 +387,23 @@ class ContainerEngine:
         await self._save(c)
         self._emit(c, "die", exitCode=str(code))
         self._signal_exit(c)
+        if c.host_config.get("AutoRemove"):
+            self._spawn(f"removal of {c.name}", self._auto_remove, c)
+
+    def _spawn(self, what: str, fn: Any, *args: Any) -> None:
+        """Run a per-container task; its failure is logged, never fatal to the engine."""
+
+        async def guarded() -> None:
+            try:
+                await fn(*args)
+            except Exception:
+                log.exception("%s failed", what)
+
+        assert self._nursery is not None, "the engine service is not running"
+        self._nursery.start_soon(guarded)
 
     def _spawn_monitor(self, c: Container, process: ContainerProcess, out_fds: dict[int, int | None], started: float) -> None:
-        assert self._nursery is not None, "the engine service is not running"
-        self._nursery.start_soon(self._monitor, c, process, out_fds, started)
+        self._spawn(f"monitor of container {c.name}", self._monitor, c, process, out_fds, started)
 
     async def _monitor(self, c: Container, process: ContainerProcess, out_fds: dict[int, int | None], started: float) -> None:
         drained = trio.Event()
@@ -400,7 +413,7 @@ class ContainerEngine:
                 async with trio.open_nursery() as inner:
                     for stream, fd in out_fds.items():
                         if fd is not None:
-                            inner.start_soon(pump, fd, stream, c.hub, c.log)
+                            inner.start_soon(_logged_pump, fd, stream, c.hub, c.log, c.name)
                 drained.set()
 
             nursery.start_soon(pumps)
@@ -440,12 +453,12 @@ class ContainerEngine:
             c.set_status("restarting")
             await self._save(c)
             self._signal_exit(c)
-            self._nursery.start_soon(self._restart_later, c)  # type: ignore[union-attr]
+            self._spawn(f"restart of {c.name}", self._restart_later, c)
             return
         await self._save(c)
         self._signal_exit(c)
         if c.host_config.get("AutoRemove"):
-            self._nursery.start_soon(self._auto_remove, c)  # type: ignore[union-attr]
+            self._spawn(f"removal of {c.name}", self._auto_remove, c)
 
     @staticmethod
     def _signal_exit(c: Container) -> None:
@@ -678,7 +691,7 @@ class ContainerEngine:
             for entry in logfile.read_entries(Path(c.record["LogPath"]), streams):
                 await attachment.deliver(entry.stream, entry.data)
         if stdin and c.config.get("OpenStdin") and not c.running:
-            self._nursery.start_soon(self._bind_stdin_on_start, c, attachment)  # type: ignore[union-attr]
+            self._spawn(f"stdin of {c.name}", self._bind_stdin_on_start, c, attachment)
         self._emit(c, "attach")
         return attachment
 
@@ -805,7 +818,7 @@ class ContainerEngine:
             attachment = EngineAttachment(hub, streams, use_tty, StdinPipe(stdin_w) if stdin_w is not None else None)
         elif stdin_w is not None:
             os.close(stdin_w)
-        self._nursery.start_soon(self._exec_monitor, instance, process, out_fds, hub)  # type: ignore[union-attr]
+        self._spawn(f"exec {exec_id}", self._exec_monitor, instance, process, out_fds, hub)
         return attachment
 
     async def _exec_monitor(self, instance: ExecInstance, process: ContainerProcess, out_fds: dict[int, int | None], hub: Any) -> None:
@@ -816,7 +829,7 @@ class ContainerEngine:
                 async with trio.open_nursery() as inner:
                     for stream, fd in out_fds.items():
                         if fd is not None:
-                            inner.start_soon(pump, fd, stream, hub, None)
+                            inner.start_soon(_logged_pump, fd, stream, hub, None, instance.id)
                 drained.set()
 
             nursery.start_soon(pumps)
@@ -854,6 +867,13 @@ class ContainerEngine:
             "ContainersPaused": states.count("paused"),
             "ContainersStopped": len(states) - states.count("running") - states.count("paused"),
         }
+
+
+async def _logged_pump(fd: int, stream: int, hub: Any, log_file: Any, owner: str) -> None:
+    try:
+        await pump(fd, stream, hub, log_file)
+    except Exception:
+        log.exception("output of %s: copying stream %d failed", owner, stream)
 
 
 async def _iterate(items: list[Any]) -> AsyncIterator[Any]:

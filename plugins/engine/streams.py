@@ -123,10 +123,11 @@ async def pump(fd: int, stream: int, hub: OutputHub, log: JsonFileLog | None) ->
         while True:
             try:
                 data = await source.receive_some(65536)
-            except OSError as exc:
-                if exc.errno != errno.EIO:  # a pty whose last slave closed
+            except trio.BrokenResourceError as exc:
+                cause = exc.__cause__
+                if not (isinstance(cause, OSError) and cause.errno == errno.EIO):
                     raise
-                data = b""
+                data = b""  # EIO: a pty whose last slave side closed, its end of file
             if not data:
                 break
             await hub.publish(stream, data)
