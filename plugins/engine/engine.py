@@ -367,7 +367,7 @@ class ContainerEngine:
                 os.close(fd)
             raise
         if tty:
-            out_fds = {STDOUT: process.pty_master, STDERR: None}
+            out_fds = {STDOUT: os.dup(process.pty_master), STDERR: None}  # the pump owns its copy
             stdin_w = os.dup(process.pty_master) if open_stdin else None
         c.process = process
         c.stdin = StdinPipe(stdin_w) if stdin_w is not None else None
@@ -805,7 +805,7 @@ class ContainerEngine:
         for fd in theirs:
             os.close(fd)
         if use_tty:
-            out_fds = {STDOUT: process.pty_master, STDERR: None}
+            out_fds = {STDOUT: os.dup(process.pty_master), STDERR: None}  # the pump owns its copy
             stdin_w = os.dup(process.pty_master) if attach_stdin else None
         instance.process, instance.pid, instance.running = process, process.pid, True
         self._emit(c, "exec_start: " + " ".join(cfg["Cmd"]), execID=exec_id)
