@@ -448,16 +448,17 @@ class ContainerEngine:
         if oom:
             self._emit(c, "oom")
         self._emit(c, "die", exitCode=str(code))
-        if self._should_restart(c, code):
+        restart = self._should_restart(c, code)
+        if restart:
             c.restart_delay = 0.1 if ran_for >= 10 or not c.restart_delay else min(c.restart_delay * 2, RESTART_BACKOFF_MAX)
             c.set_status("restarting")
-            await self._save(c)
-            self._signal_exit(c)
-            self._spawn(f"restart of {c.name}", self._restart_later, c)
-            return
-        await self._save(c)
+        # Waiters see the in-memory state at once; if the daemon dies before the save, live
+        # restore finds the process gone and reads its recorded exit status instead.
         self._signal_exit(c)
-        if c.host_config.get("AutoRemove"):
+        await self._save(c)
+        if restart:
+            self._spawn(f"restart of {c.name}", self._restart_later, c)
+        elif c.host_config.get("AutoRemove"):
             self._spawn(f"removal of {c.name}", self._auto_remove, c)
 
     @staticmethod
