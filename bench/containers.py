@@ -159,7 +159,7 @@ def cli_benchmarks(tmp: Path, rootfs: Path, runs: int, fleet: int) -> None:
         for i in range(runs + 2):
             for name, argv in commands.items():
                 start = time.perf_counter()
-                subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+                subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 if i >= 2:
                     samples[name].append(time.perf_counter() - start)
         for name, s in samples.items():

@@ -125,6 +125,9 @@ class RuntimeSpec:
     #: Files written into the container's /etc before start (hostname, hosts, resolv.conf):
     #: container path -> content.
     etc_files: dict[str, str] = field(default_factory=dict)
+    #: cgroup.procs files the provider writes the process's PID into before ``create``
+    #: returns (from ``Resources.procs_files``); empty: the caller places it.
+    cgroup_procs: tuple[str, ...] = ()
     #: Run a minimal init as PID 1 that reaps zombies and forwards signals (--init).
     init: bool = False
     privileged: bool = False

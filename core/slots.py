@@ -246,6 +246,20 @@ class Resources(Protocol):
             Resources providers.
         """
 
+    def procs_files(self, name: str) -> list[str]:
+        """The group's ``cgroup.procs`` files, for ``RuntimeSpec.cgroup_procs``.
+
+        An isolation provider that writes the new process's PID into them itself can do it
+        while it sets up the rest of the container, hiding the kernel's attach latency.
+
+        Args:
+            name: the group, already created.
+        Returns:
+            Absolute paths, one per hierarchy the group lives in.
+        Implementers:
+            Resources providers.
+        """
+
     async def update(self, name: str, limits: ResourceLimits) -> None:
         """Change the limits of a live group.
 
@@ -584,31 +598,119 @@ class VolumeStore(Protocol):
 class Endpoint:
     """A container's attachment to one network."""
 
-    network: str
+    network: str  # the network's name
     container: str
-    interface: str
+    interface: str  # host end of the link (the veth on the bridge)
     ipv4: str | None
     gateway: str | None
     mac: str | None
     aliases: tuple[str, ...] = ()
+    network_id: str = ""
+    endpoint_id: str = ""
+    prefixlen: int = 0
+    #: Published ports: {"proto", "container_port", "host_ip", "host_port"} each.
+    ports: tuple[Mapping[str, Any], ...] = ()
+    #: The resolver the container should use (an embedded DNS), or None for the host's.
+    nameserver: str | None = None
 
 
 @runtime_checkable
 class Network(Protocol):
     """Networks, addresses and published ports for containers.
 
+    A container's endpoint is allocated (address, ports: persisted, so never given twice)
+    before its first process exists, so /etc/hosts can name the address; it is attached
+    once the process's network namespace exists, before the program runs; it is detached
+    when the process ends. Network objects are Docker's ``Network`` JSON.
+
     Implementers:
         The ``bridge`` plugin.
     """
 
+    async def create_network(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a network.
+
+        Args:
+            body: Docker's ``NetworkCreateRequest`` (Name, Driver, IPAM, Internal, Labels, Options).
+        Returns:
+            ``{"Id": ..., "Warning": ...}``; raises ``Conflict`` (name taken, overlapping
+            subnet), ``InvalidArgument`` (bad subnet or gateway) or ``NotFound`` (driver),
+            with nothing made.
+        Implementers:
+            Network providers.
+        """
+
+    async def remove_network(self, ref: str) -> None:
+        """Remove a network no container is attached to.
+
+        Args:
+            ref: network name, id or unique id prefix.
+        Returns:
+            None; raises ``NotFound``, ``Conflict`` (endpoints attached) or
+            ``InvalidArgument`` (a predefined network).
+        Implementers:
+            Network providers.
+        """
+
+    async def inspect_network(self, ref: str) -> dict[str, Any]:
+        """Describe a network.
+
+        Args:
+            ref: network name, id or unique id prefix.
+        Returns:
+            Docker's ``Network`` object with its ``Containers``; raises ``NotFound``.
+        Implementers:
+            Network providers.
+        """
+
+    async def list_networks(self, filters: Mapping[str, Sequence[str]] | None = None) -> list[dict[str, Any]]:
+        """List networks.
+
+        Args:
+            filters: Docker's network filters (name, id, driver, type, label, scope, dangling).
+        Returns:
+            Docker's ``Network`` objects, sorted by name.
+        Implementers:
+            Network providers.
+        """
+
+    async def prune_networks(self, filters: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+        """Remove every user-defined network without attached containers.
+
+        Args:
+            filters: ``label`` filters the removed networks must match.
+        Returns:
+            The names of the removed networks.
+        Implementers:
+            Network providers.
+        """
+
+    async def allocate(self, container: str, name: str, network: str, options: Mapping[str, Any]) -> Endpoint:
+        """Reserve a container's address and published ports on a network (idempotent).
+
+        Args:
+            container: the container's id.
+            name: the container's name (what other containers resolve).
+            network: network name or id.
+            options: ``ip`` (a fixed address), ``aliases``, ``port_bindings`` (Docker's
+                PortBindings), ``exposed_ports`` and ``publish_all`` (-P), ``dns`` (upstream
+                resolvers of the embedded DNS).
+        Returns:
+            The endpoint, persisted; raises ``Conflict`` (address or port taken) or
+            ``InvalidArgument`` (address outside the subnet), with nothing reserved.
+        Implementers:
+            Network providers.
+        """
+
     async def attach(self, container: str, netns: str, network: str, options: Mapping[str, Any]) -> Endpoint:
-        """Connect a container's network namespace to a network.
+        """Connect a container's network namespace to a network (allocating if not done yet).
 
         Args:
             container: the container's id.
             netns: path of its network namespace (/proc/PID/ns/net).
             network: network name or id.
-            options: aliases, a fixed address, published ports.
+            options: those of ``allocate`` plus ``name``, ``interface`` (the name inside,
+                default eth0) and ``default_route`` (default True).
         Returns:
             The endpoint made; nothing is left behind if this raises.
         Implementers:
@@ -623,6 +725,51 @@ class Network(Protocol):
             network: network name or id.
         Returns:
             None; an endpoint already gone is not an error.
+        Implementers:
+            Network providers.
+        """
+
+    async def release(self, container: str) -> None:
+        """Disconnect a container from every network.
+
+        Args:
+            container: the container's id.
+        Returns:
+            None.
+        Implementers:
+            Network providers.
+        """
+
+    async def endpoints(self, container: str) -> list[Endpoint]:
+        """A container's current endpoints.
+
+        Args:
+            container: the container's id.
+        Returns:
+            Its endpoints, one per network it is attached to.
+        Implementers:
+            Network providers.
+        """
+
+    async def restore(self, container: str, netns: str) -> None:
+        """Take a running container back after a daemon restart (ports held, DNS answered).
+
+        Args:
+            container: the container's id.
+            netns: path of its network namespace.
+        Returns:
+            None.
+        Implementers:
+            Network providers.
+        """
+
+    async def reconcile(self, keep: Collection[str]) -> None:
+        """Release the endpoints of containers that are no longer running.
+
+        Args:
+            keep: ids of the containers whose endpoints stay (running or about to restart).
+        Returns:
+            None.
         Implementers:
             Network providers.
         """

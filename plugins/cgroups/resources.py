@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import posixpath
 from typing import Literal
 
 import trio
@@ -61,6 +62,10 @@ class CgroupResources:
     async def add_process(self, name: str, pid: int) -> None:
         """Move process ``pid`` into the group."""
         self.driver.add_process(name, pid)
+
+    def procs_files(self, name: str) -> list[str]:
+        """The cgroup.procs file of every directory of the group."""
+        return [posixpath.join(directory, "cgroup.procs") for directory in self.driver.group_dirs(name)]
 
     async def update(self, name: str, limits: ResourceLimits) -> None:
         """Apply the limits that are set to a live group."""
