@@ -133,12 +133,13 @@ class Containers(Protocol):
             Container providers.
         """
 
-    async def restart(self, id: str, timeout: int | None = None) -> None:
+    async def restart(self, id: str, timeout: int | None = None, signal: str | None = None) -> None:
         """Stop (if running) and start again.
 
         Args:
             id: id, id prefix or name.
             timeout: as for ``stop``.
+            signal: as for ``stop``.
         Returns:
             None.
         Implementers:
@@ -232,7 +233,7 @@ class Containers(Protocol):
             Container providers.
         """
 
-    async def logs(
+    def logs(
         self,
         id: str,
         *,
@@ -244,7 +245,7 @@ class Containers(Protocol):
         timestamps: bool = False,
         tail: int | None = None,
     ) -> AsyncIterator[tuple[int, bytes]]:
-        """Stream a container's logged output.
+        """Stream a container's logged output (an async generator: iterate, don't await).
 
         Args:
             id: id, id prefix or name.
@@ -263,6 +264,9 @@ class Containers(Protocol):
 
     async def attach(self, id: str, *, stdin: bool, stdout: bool, stderr: bool, logs: bool = False) -> Attachment:
         """Connect to a running (or about to start) container's streams.
+
+        Returns at once, also for a container that is only created: clients attach first and
+        start the container afterwards, so output from its first instant is seen.
 
         Args:
             id: id, id prefix or name.

@@ -30,6 +30,7 @@ from shoal.runtime import Mount
 from shoal.slots import ContainerProcess, Stdio
 
 from . import logs as logfile
+from . import networking
 from .container import ZERO_TIME, Container, new_state, now, parse_time
 from .names import check_name, generate_name
 from .spec import (
@@ -102,13 +103,14 @@ class ContainerEngine:
     """The ``containers`` slot provider."""
 
     def __init__(self, *, store: Any, images: Any, snapshots: Any, isolation: Any, resources: Any,
-                 volumes: Any | None, events: EventBus, data_dir: Path) -> None:  # fmt: skip
+                 volumes: Any | None, events: EventBus, data_dir: Path, network: Any | None = None) -> None:  # fmt: skip
         self.store = store
         self.images = images
         self.snapshots = snapshots
         self.isolation = isolation
         self.resources = resources
         self.volumes = volumes
+        self.network = network
         self.events = events
         self.data_dir = data_dir
         self._containers: dict[str, Container] = {}
@@ -136,6 +138,8 @@ class ContainerEngine:
                 await self._readopt(c)
             elif self._restarts_on_boot(c):
                 self._spawn(f"restart of {c.name}", self._restart_after_boot, c)
+        keep = {cid for cid, c in self._containers.items() if c.running or self._restarts_on_boot(c)}
+        await networking.reconcile(self.network, self._containers, keep)
 
     def _restarts_on_boot(self, c: Container) -> bool:
         policy = c.host_config["RestartPolicy"]["Name"]
@@ -217,12 +221,10 @@ class ContainerEngine:
         cid = secrets.token_hex(32)
         config, host, warnings = build_config(body, image.config, image_ref, cid)
         mode = host["NetworkMode"]
-        if mode in ("default", "bridge"):
-            warnings.append("no network plugin is loaded: the container gets its own network namespace with only lo")
-        elif mode.startswith("container:"):
+        if mode.startswith("container:"):
             self._get(mode.split(":", 1)[1])
-        elif mode not in ("none", "host"):
-            raise NotFound(f"network {mode} not found")
+        network_settings, network_warnings = await networking.check(self.network, body, host)
+        warnings += network_warnings
         name = name or generate_name(set(self._names))
         self._names[name] = cid  # reserved now: a concurrent create of the same name conflicts
         cdir = self._container_dir(cid)
@@ -245,7 +247,7 @@ class ContainerEngine:
                 "Config": config,
                 "HostConfig": host,
                 "Mounts": [],
-                "NetworkSettings": {"Networks": {}, "SandboxKey": ""},
+                "NetworkSettings": network_settings,
             }
             obj = await self.store.create(KIND, cid, record, {"name": name})
         except BaseException:
@@ -319,7 +321,10 @@ class ContainerEngine:
             self.isolation.forget(c.record.pop("Process"))
         limits = resource_limits(host)
         mounts = await self._mounts(c)
-        spec = runtime_spec(c.id, config, host, c.record["Rootfs"], mounts, self._namespaces(c), etc_files(config, host, []))
+        namespaces = self._namespaces(c)
+        endpoints = await networking.prepare(self.network, c)
+        etc = etc_files(config, networking.etc_host(host, endpoints), networking.addresses(endpoints))
+        spec = runtime_spec(c.id, config, host, c.record["Rootfs"], mounts, namespaces, etc)
         tty = bool(config.get("Tty"))
         open_stdin = bool(config.get("OpenStdin"))
         ours: list[int] = []  # our ends: kept
@@ -349,6 +354,7 @@ class ContainerEngine:
                     os.close(fd)
                 theirs = []
                 await self.resources.add_process(c.id, process.pid)
+                await networking.attach(self.network, c, process.pid, endpoints)
                 await process.start()
             except BaseException as exc:
                 with trio.CancelScope(shield=True):
@@ -358,6 +364,7 @@ class ContainerEngine:
                         c.record["Process"] = process.state()
                         process.close()
                     await self.resources.remove(c.id)
+                    await networking.release(self.network, c)
                 if isinstance(exc, ShoalError) and hasattr(exc, "exit_code"):
                     await self._record_failed_start(c, str(exc), exc.exit_code)  # type: ignore[attr-defined]
                     raise ExecStartError(f"failed to create task for container: {exc}: unknown", exc.exit_code) from exc  # type: ignore[attr-defined]
@@ -365,6 +372,7 @@ class ContainerEngine:
         except BaseException:
             for fd in (*theirs, *ours):
                 os.close(fd)
+            await networking.release(self.network, c)
             raise
         if tty:
             out_fds = {STDOUT: os.dup(process.pty_master), STDERR: None}  # the pump owns its copy
@@ -442,6 +450,7 @@ class ContainerEngine:
         if c.log is not None:
             c.log.close()
         c.process = None
+        await networking.release(self.network, c)
         state = c.state
         state.update(ExitCode=code, Pid=0, OOMKilled=oom, FinishedAt=now(), Error=reason)
         c.set_status("exited")
@@ -545,10 +554,10 @@ class ContainerEngine:
         c.process.kill(sig)
         self._emit(c, "kill", signal=str(sig))
 
-    async def restart(self, id: str, timeout: int | None = None) -> None:
+    async def restart(self, id: str, timeout: int | None = None, signal: str | None = None) -> None:
         c = self._get(id)
         if c.running:
-            await self.stop(c.id, timeout)
+            await self.stop(c.id, timeout, signal)
         self._cancel_restart(c)
         await self.start(c.id)
         self._emit(c, "restart")
@@ -620,6 +629,7 @@ class ContainerEngine:
         c.removed.set()
 
     async def _destroy(self, c: Container, volumes: bool) -> None:
+        await networking.release(self.network, c)
         await self.snapshots.remove(c.id)
         if c.record.get("Process"):
             self.isolation.forget(c.record["Process"])

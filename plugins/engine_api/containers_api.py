@@ -145,7 +145,7 @@ class ContainerEndpoints:
         return Response.empty()
 
     async def restart(self, request: Request) -> Response:
-        await self.engine.restart(request.params["id"], request.int_arg("t"))
+        await self.engine.restart(request.params["id"], request.int_arg("t"), request.arg("signal") or None)
         return Response.empty()
 
     async def pause(self, request: Request) -> Response:

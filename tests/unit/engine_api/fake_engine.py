@@ -227,10 +227,10 @@ class FakeContainers:
         c.run.killed.set()
         await self._settled(c)
 
-    async def restart(self, id: str, timeout: int | None = None) -> None:
+    async def restart(self, id: str, timeout: int | None = None, signal: str | None = None) -> None:
         c = self._find(id)
         if c.status == "running":
-            await self.stop(id, timeout)
+            await self.stop(id, timeout, signal)
         await self.start(id)
 
     async def pause(self, id: str) -> None:
