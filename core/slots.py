@@ -360,8 +360,8 @@ class ImageStore(Protocol):
     in use to ``remove``.
 
     Implementers:
-        The ``images`` plugin (local store); the ``registry`` plugin extends it with pull
-        and push.
+        The ``images`` plugin (local store; it also has the ``ImageDistribution`` ability:
+        pull, push, save, load, prune).
     """
 
     async def get(self, reference: str) -> ImageRecord:
@@ -444,6 +444,108 @@ class ImageStore(Protocol):
         Returns:
             Docker's history items: Id, Created (unix seconds), CreatedBy, Tags, Size,
             Comment.
+        Implementers:
+            Image store providers.
+        """
+
+
+@runtime_checkable
+class ImageDistribution(Protocol):
+    """An optional ability of an image store: registries, archives and pruning.
+
+    Progress is reported as Docker's JSON-lines messages (``{"status", "id",
+    "progressDetail", "progress"}``) through a callback; credentials are the registry
+    user's (``username``, ``password``, ``identity_token``), or None for those stored in
+    Docker's ``config.json``.
+
+    Implementers:
+        The ``images`` plugin.
+    """
+
+    async def pull(self, reference: str, credentials: Any = None, report: Callable[[dict[str, Any]], None] = ...,
+                   platform: Mapping[str, str] | None = None) -> ImageRecord:  # fmt: skip
+        """Pull an image from its registry, unpacked and ready to run.
+
+        Args:
+            reference: "busybox", "host:5000/app:1", "repo@sha256:...".
+            credentials: for the registry, or None for the stored ones.
+            report: receives progress messages.
+            platform: {"os", "architecture", "variant"} to pick from a manifest list;
+                None for this host's.
+        Returns:
+            The stored image; nothing is visible if this raises (the downloaded bytes are
+            kept so that the next pull resumes).
+        Implementers:
+            Image store providers that reach registries.
+        """
+
+    async def push(self, reference: str, credentials: Any = None, report: Callable[[dict[str, Any]], None] = ...) -> str:
+        """Push a stored image to the registry and repository its name says.
+
+        Args:
+            reference: the image's name with a tag.
+            credentials: for the registry, or None for the stored ones.
+            report: receives progress messages.
+        Returns:
+            The digest of the pushed manifest.
+        Implementers:
+            Image store providers that reach registries.
+        """
+
+    async def login(self, registry: str, credentials: Any) -> None:
+        """Check credentials against a registry.
+
+        Args:
+            registry: the registry host ("docker.io", "host:5000").
+            credentials: the user's credentials.
+        Returns:
+            None; raises an error naming the registry when they are refused.
+        Implementers:
+            Image store providers that reach registries.
+        """
+
+    async def describe(self, reference: str, credentials: Any = None) -> dict[str, Any]:
+        """What a registry holds for a reference, without pulling it.
+
+        Args:
+            reference: the image reference.
+            credentials: for the registry, or None for the stored ones.
+        Returns:
+            Docker's ``DistributionInspect``: {"Descriptor": {...}, "Platforms": [...]}.
+        Implementers:
+            Image store providers that reach registries.
+        """
+
+    async def save(self, references: Sequence[str]) -> Any:
+        """Write images to a ``docker save`` archive (a temporary file).
+
+        Args:
+            references: the images (a name saves that tag; an id saves every name).
+        Returns:
+            The archive's ``pathlib.Path``; the caller deletes it.
+        Implementers:
+            Image store providers.
+        """
+
+    async def load(self, source: AsyncIterator[bytes]) -> list[tuple[ImageRecord, list[str]]]:
+        """Load the images of a ``docker save`` archive (or an OCI layout tar).
+
+        Args:
+            source: the archive's bytes.
+        Returns:
+            Each loaded image with the names it was given.
+        Implementers:
+            Image store providers.
+        """
+
+    async def prune(self, all_unused: bool = False, in_use: Collection[str] = ()) -> tuple[list[dict[str, str]], int]:
+        """Remove dangling images (or all unused ones), then unreferenced blobs and layers.
+
+        Args:
+            all_unused: remove tagged images no container uses, too.
+            in_use: ids of the images containers use.
+        Returns:
+            Docker's ``{"Untagged"|"Deleted": ...}`` items and the bytes reclaimed.
         Implementers:
             Image store providers.
         """

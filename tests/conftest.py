@@ -8,6 +8,8 @@ proves they all ran.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +43,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line("root tests were skipped while running as root:", red=True)
         for nodeid in _skipped_as_root:
             terminalreporter.write_line(f"  {nodeid}", red=True)
+
+
+#: Host settings a daemon under test may change (the bridge driver turns on forwarding, as
+#: Docker does); the session puts them back as it found them.
+_HOST_SYSCTLS = ("/proc/sys/net/ipv4/ip_forward",)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _restore_host_sysctls() -> Iterator[None]:
+    saved = {path: Path(path).read_text() for path in _HOST_SYSCTLS if Path(path).exists()}
+    yield
+    if IS_ROOT:
+        for path, value in saved.items():
+            Path(path).write_text(value)

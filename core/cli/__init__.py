@@ -37,11 +37,20 @@ COMMANDS = {
     "images": ("image_cmds:images", "list images"),
     "rmi": ("image_cmds:rmi", "remove one or more images"),
     "tag": ("image_cmds:tag", "create a tag that refers to an image"),
+    "pull": ("image_cmds:pull", "download an image from a registry"),
+    "push": ("image_cmds:push", "upload an image to a registry"),
+    "save": ("image_cmds:save", "save images to a tar archive (docker save format)"),
+    "load": ("image_cmds:load", "load images from a tar archive or STDIN"),
+    "login": ("image_cmds:login", "log in to a registry"),
+    "logout": ("image_cmds:logout", "log out from a registry"),
+    "image": ("image_cmds:image", "manage images (inspect, history, prune, ls, rm, tag, pull, push, save, load)"),
     "events": ("system_cmds:events", "real time events from the daemon"),
     "version": ("system_cmds:version", "client and daemon versions"),
     "info": ("system_cmds:info", "system-wide information"),
     "config": ("config_cmd", "print or check plugin-set configs"),
     "plugins": ("plugins_cmd", "list plugins with their slot, status and source"),
+    "raft": ("raft_cmd", "Raft status of a swarm manager (members, leader, term, quorum)"),
+    "network": ("network_cmds:network", "manage networks (create, ls, inspect, rm, connect, disconnect, prune)"),
 }
 
 

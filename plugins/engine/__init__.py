@@ -17,6 +17,7 @@ async def setup(ctx: PluginContext) -> object:
         isolation=ctx.slot("isolation"),
         resources=ctx.slot("resources"),
         volumes=ctx.slot("volumes"),
+        network=ctx.slot("network"),
         events=ctx.events,
         data_dir=ctx.data_dir,
     )

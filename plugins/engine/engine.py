@@ -364,7 +364,6 @@ class ContainerEngine:
                         c.record["Process"] = process.state()
                         process.close()
                     await self.resources.remove(c.id)
-                    await networking.release(self.network, c)
                 if isinstance(exc, ShoalError) and hasattr(exc, "exit_code"):
                     await self._record_failed_start(c, str(exc), exc.exit_code)  # type: ignore[attr-defined]
                     raise ExecStartError(f"failed to create task for container: {exc}: unknown", exc.exit_code) from exc  # type: ignore[attr-defined]

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import containers_api, images_api, system, volumes_api
+from . import containers_api, images_api, networks_api, system, volumes_api
 from .routes import RouteTable
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ def build_routes(api: Api, hook: Any = None) -> RouteTable:
     containers_api.register(routes, api)
     images_api.register(routes, api)
     volumes_api.register(routes, api)
+    networks_api.register(routes, api)
     if hook is not None:
         hook.shoal_api_routes(routes=routes)
     return routes

@@ -1,14 +1,23 @@
-"""Image endpoints over the ``images`` slot: import, list, inspect, tag, remove."""
+"""Image endpoints over the ``images`` slot: import, list, inspect, tag, remove, history,
+prune, and, when the store can reach registries (``ImageDistribution``), pull and push
+with Docker's JSON-lines progress, ``docker save``/``load`` archives, ``/distribution`` and
+``/auth``."""
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import shlex
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from fnmatch import fnmatch
 from typing import TYPE_CHECKING, Any
 
-from shoal.errors import InvalidArgument, NotFound
+import trio
+
+from shoal.errors import InvalidArgument, NotFound, ShoalError
+from shoal.slots import ImageDistribution
 
 from .http import HttpError, Request, Response
 from .params import normalize_filters
@@ -21,12 +30,22 @@ if TYPE_CHECKING:
 
 _DEFAULT_PREFIXES = ("docker.io/library/", "docker.io/")
 
+log = logging.getLogger("shoal.engine_api")
+
 
 def register(routes: RouteTable, api: Api) -> None:
     """Add the image endpoints."""
     i = ImageEndpoints(api)
     routes.add("POST", "/images/create", i.create)
     routes.add("GET", "/images/json", i.list)
+    routes.add("GET", "/images/get", i.save)
+    routes.add("POST", "/images/load", i.load)
+    routes.add("POST", "/images/prune", i.prune)
+    routes.add("POST", "/auth", i.auth)
+    routes.add("GET", "/distribution/{name:path}/json", i.distribution)
+    routes.add("GET", "/images/{name:path}/get", i.save_one)
+    routes.add("GET", "/images/{name:path}/history", i.history)
+    routes.add("POST", "/images/{name:path}/push", i.push)
     routes.add("GET", "/images/{name:path}/json", i.inspect)
     routes.add("POST", "/images/{name:path}/tag", i.tag)
     routes.add("DELETE", "/images/{name:path}", i.remove)
@@ -93,7 +112,7 @@ def image_inspect(image: ImageRecord) -> dict[str, Any]:
         "Size": image.size,
         "GraphDriver": {"Name": "", "Data": None},
         "RootFS": {"Type": "layers", "Layers": list(image.layers)},
-        "Metadata": {"LastTagTime": ""},
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
     }
 
 
@@ -168,13 +187,15 @@ class ImageEndpoints:
             raise HttpError(501, "this engine has no image store (no plugin fills the images slot)")
         return self.api.images
 
+    def distribution_store(self, action: str) -> ImageDistribution:
+        store = self.store
+        if not isinstance(store, ImageDistribution):
+            raise HttpError(501, f"{action} is not available: this engine's image store has no registry and archive support")
+        return store
+
     async def create(self, request: Request) -> Response:
         if request.arg("fromImage"):
-            raise HttpError(
-                501,
-                f"pulling images is not available in this engine yet (asked for {request.arg('fromImage')!r}); "
-                "import a root filesystem instead (docker import, POST /images/create?fromSrc=-)",
-            )
+            return await self._pull(request)
         source = request.arg("fromSrc")
         if not source:
             raise InvalidArgument("either fromImage or fromSrc is required")
@@ -190,6 +211,84 @@ class ImageEndpoints:
         config = apply_changes(request.query.get("changes", []))
         image = await self.store.import_rootfs(request.chunks(), reference, config, request.arg("message") or "")
         return Response(200, json.dumps({"status": image.id}).encode() + b"\r\n", "application/json")
+
+    async def _pull(self, request: Request) -> Response:
+        image, tag = request.arg("fromImage") or "", request.arg("tag") or ""
+        if tag:
+            image = f"{image}@{tag}" if tag.startswith("sha256:") else f"{image}:{tag}"
+        platform_arg = request.arg("platform") or ""
+        platform = _platform(platform_arg) if platform_arg else None
+        credentials = _credentials(request)
+        store = self.distribution_store("pulling images")
+        reference = _reference(image)
+        return _progress_response(lambda report: store.pull(reference, credentials, report, platform))
+
+    async def push(self, request: Request) -> Response:
+        name, tag = request.params["name"], request.arg("tag") or ""
+        reference = f"{name}:{tag}" if tag else name
+        credentials = _credentials(request)
+        store = self.distribution_store("pushing images")
+        await self.store.get(reference)  # a missing image is a plain 404, before the stream starts
+        return _progress_response(lambda report: store.push(reference, credentials, report))
+
+    async def save_one(self, request: Request) -> Response:
+        return await self._save([request.params["name"]])
+
+    async def save(self, request: Request) -> Response:
+        names = request.query.get("names") or []
+        if not names:
+            raise InvalidArgument("query parameter 'names' is required")
+        return await self._save(names)
+
+    async def _save(self, references: list[str]) -> Response:
+        path = await self.distribution_store("saving images").save(references)
+        return Response(200, _stream_and_delete(path), "application/x-tar")
+
+    async def load(self, request: Request) -> Response:
+        loaded = await self.distribution_store("loading images").load(request.chunks())
+        request.flag("quiet")  # validated; only progress bars are quiet-able and loading shows none
+        lines = []
+        for record, names in loaded:
+            shown = [familiar(str(_reference(n))) for n in names] or [record.id]
+            for name in shown:
+                label = "Loaded image ID" if name == record.id else "Loaded image"
+                lines.append(json.dumps({"stream": f"{label}: {name}\n"}).encode() + b"\r\n")
+        return Response(200, b"".join(lines), "application/json")
+
+    async def history(self, request: Request) -> Response:
+        if self.api.images is None:
+            raise NotFound(f"No such image: {request.params['name']}")
+        return Response.json(await self.store.history(request.params["name"]))
+
+    async def prune(self, request: Request) -> Response:
+        filters = normalize_filters(request.json_arg("filters"))
+        unknown = set(filters) - {"dangling"}
+        if unknown:
+            raise InvalidArgument(f"invalid filter {sorted(unknown)[0]!r}")
+        all_unused = any(v.lower() in ("0", "false") for v in filters.get("dangling", []))
+        in_use = {c["ImageID"] for c in await self.api.containers.list(all=True) if c.get("ImageID")}
+        items, reclaimed = await self.distribution_store("pruning images").prune(all_unused, in_use)
+        return Response.json({"ImagesDeleted": items or None, "SpaceReclaimed": reclaimed})
+
+    async def distribution(self, request: Request) -> Response:
+        info = await self.distribution_store("inspecting a registry").describe(request.params["name"], _credentials(request))
+        return Response.json(info)
+
+    async def auth(self, request: Request) -> Response:
+        body = await request.json(required=True) or {}
+        from shoal.plugins.images.credentials import Credentials
+
+        server = str(body.get("serveraddress") or "docker.io")
+        server = server.split("://", 1)[-1].split("/", 1)[0]
+        if server in ("index.docker.io", "registry-1.docker.io"):
+            server = "docker.io"
+        credentials = Credentials(str(body.get("username") or ""), str(body.get("password") or ""),
+                                  str(body.get("identitytoken") or ""))  # fmt: skip
+        try:
+            await self.distribution_store("logging in").login(server, credentials)
+        except ShoalError as exc:
+            raise HttpError(401, f"login to {server} failed: {exc}") from None
+        return Response.json({"Status": "Login Succeeded", "IdentityToken": ""})
 
     async def list(self, request: Request) -> Response:
         filters = normalize_filters(request.json_arg("filters"))
@@ -233,3 +332,57 @@ def _reference_matches(tag: str, pattern: str) -> bool:
     if ":" not in pattern.rsplit("/", 1)[-1]:
         return fnmatch(tag.rsplit(":", 1)[0], pattern)
     return fnmatch(tag, pattern)
+
+
+def _reference(text: str) -> str:
+    from shoal.plugins.images.reference import normalise
+
+    return normalise(text)
+
+
+def _platform(text: str) -> dict[str, str]:
+    from shoal.plugins.images.manifests import parse_platform
+
+    return parse_platform(text)
+
+
+def _credentials(request: Request) -> Any:
+    """The ``X-Registry-Auth`` credentials, or None to use the engine's stored ones."""
+    from shoal.plugins.images.credentials import from_header
+
+    return from_header(request.headers.get("x-registry-auth"))
+
+
+def _progress_response(work: Callable[[Callable[[dict[str, Any]], None]], Awaitable[Any]]) -> Response:
+    """Run ``work`` while streaming the progress it reports as JSON lines; an error ends the stream."""
+
+    async def stream() -> AsyncIterator[bytes]:
+        send, receive = trio.open_memory_channel[dict[str, Any]](math.inf)
+
+        async def run() -> None:
+            with send:
+                try:
+                    await work(send.send_nowait)
+                except ShoalError as exc:
+                    send.send_nowait({"errorDetail": {"message": str(exc)}, "error": str(exc)})
+                except Exception as exc:
+                    log.exception("image transfer failed")
+                    message = f"internal error: {type(exc).__name__}: {exc}"
+                    send.send_nowait({"errorDetail": {"message": message}, "error": message})
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run)
+            async with receive:
+                async for message in receive:
+                    yield json.dumps(message).encode() + b"\r\n"
+
+    return Response(200, stream(), "application/json")
+
+
+async def _stream_and_delete(path: Any) -> AsyncIterator[bytes]:
+    try:
+        async with await trio.open_file(path, "rb") as f:
+            while data := await f.read(1 << 20):
+                yield data
+    finally:
+        await trio.to_thread.run_sync(path.unlink, True)

@@ -2,9 +2,10 @@
 
 Layout under the plugin's data directory::
 
-    blobs/sha256/<hex>   every blob: gzip layers, configs, manifests (see ``blobs``)
+    blobs/sha256/<hex>   every blob: layers, configs, manifests, manifest lists (see ``blobs``)
     ingest/              blobs being written and streamed imports being spooled
-    index.json           {"images": {id: {"manifest", "layer_sizes"}},
+    partial/<hex>        downloads in progress, kept so that a later pull resumes them
+    index.json           {"images": {id: {"manifest", "layer_sizes"[, "index"]}},
                           "names": {normalised reference: id}}
 
 An image's id is ``sha256:<digest of its config>``, as Docker's. ``index.json`` is the only
@@ -15,8 +16,9 @@ layers that ``gc`` reclaims. Names are Docker references normalised by ``referen
 ``busybox@sha256:...`` names (recorded by a pull) live in the same table as tags.
 
 Whether a container uses an image is the engine's knowledge; it passes that to ``remove``.
-The registry plugin builds on ``add_image``: store the blobs, unpack the layers through
-the snapshotter, then register the manifest with its names.
+Pull, push, ``docker save``/``load`` archives and prune build on ``add_image`` (store the
+blobs, unpack the layers through the snapshotter, then register the manifest with its
+names); they live in ``pull``, ``push`` and ``archive``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import re
 import tempfile
 from collections import Counter
 from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,10 @@ from shoal.plugins.overlay.snapshotter import chain_ids
 from shoal.slots import ImageRecord, Snapshotter
 
 from . import oci
+from . import progress as p
 from .blobs import BlobStore, sha256_digest
+from .credentials import Credentials
+from .distribution import RegistryClient, TransportOptions
 from .pack import pack_layer
 from .reference import Reference, parse_reference
 
@@ -54,11 +59,20 @@ def _short(image_id: str) -> str:
 class LocalImageStore:
     """The ``images`` slot provider; see the module docstring for the design."""
 
-    def __init__(self, root: Path, blobs: BlobStore, snapshotter: Snapshotter, compression_level: int) -> None:
+    def __init__(self, root: Path, blobs: BlobStore, snapshotter: Snapshotter, compression_level: int,
+                 transport: TransportOptions | None = None, docker_config: Path | None = None,
+                 concurrency: tuple[int, int] = (3, 5)) -> None:  # fmt: skip
         self.root = root
         self.blobs = blobs
         self.snapshotter = snapshotter
         self.compression_level = compression_level
+        self.transport = transport or TransportOptions()
+        #: Where stored registry credentials are read (None: ``~/.docker/config.json``).
+        self.docker_config = docker_config
+        #: Concurrent layer downloads and uploads.
+        self.downloads, self.uploads = concurrency
+        self.partial_dir = root / "partial"
+        self._blob_locks: dict[str, trio.Lock] = {}
         self._index_path = root / "index.json"
         self._images: dict[str, dict[str, Any]] = {}
         self._names: dict[str, str] = {}
@@ -70,20 +84,22 @@ class LocalImageStore:
         self._pending: Counter[str] = Counter()
 
     @classmethod
-    async def open(cls, root: Path | str, snapshotter: Snapshotter, compression_level: int = 6) -> LocalImageStore:
+    async def open(cls, root: Path | str, snapshotter: Snapshotter, compression_level: int = 6, **options: Any) -> LocalImageStore:
         """Open (or create) the store in ``root`` and load its index.
 
         Args:
             root: the plugin's data directory.
             snapshotter: unpacks layers and knows which ones containers use.
             compression_level: gzip level for imported layers.
+            options: ``transport``, ``docker_config`` and ``concurrency`` (see ``__init__``).
         Returns:
             The store.
         """
         root = Path(root)
         blobs = await trio.to_thread.run_sync(BlobStore.open, root)
-        store = cls(root, blobs, snapshotter, compression_level)
+        store = cls(root, blobs, snapshotter, compression_level, **options)
         await trio.to_thread.run_sync(store._load)
+        store.partial_dir.mkdir(exist_ok=True)
         return store
 
     # ------------------------------------------------------------------ index
@@ -196,14 +212,16 @@ class LocalImageStore:
 
     # ------------------------------------------------------------------ adding images
 
-    async def add_image(self, manifest: bytes, names: Sequence[str], layer_sizes: Sequence[int]) -> ImageRecord:
+    async def add_image(self, manifest: bytes, names: Sequence[str], layer_sizes: Sequence[int], index: bytes | None = None) -> ImageRecord:
         """Register an image whose config and layer blobs are stored and layers unpacked.
 
         Args:
-            manifest: the OCI image manifest's bytes, stored as they are.
+            manifest: the OCI or Docker image manifest's bytes, stored as they are.
             names: references to point at it (tags and digest references); a name held
                 by another image moves to this one.
             layer_sizes: uncompressed size of each layer, bottom first.
+            index: the manifest list it was chosen from, if any (kept: a digest
+                reference to the list names this image).
         Returns:
             The image. Raises ``InvalidArgument`` for a manifest that names a missing
             blob or a layer that is not unpacked.
@@ -221,9 +239,17 @@ class LocalImageStore:
             raise InvalidArgument(f"layers of image {config_digest} are not unpacked")
         canonical = [str(parse_reference(n)) for n in names]
         manifest_digest = await trio.to_thread.run_sync(self.blobs.put, manifest)
+        entry: dict[str, Any] = {"manifest": manifest_digest, "layer_sizes": list(layer_sizes)}
+        if index is not None:
+            entry["index"] = await trio.to_thread.run_sync(self.blobs.put, index)
         async with self._lock:
             images = dict(self._images)
-            images[config_digest] = {"manifest": manifest_digest, "layer_sizes": list(layer_sizes)}
+            previous = images.get(config_digest)
+            if previous is not None and previous["manifest"] != manifest_digest:
+                # The same config under another manifest (recompressed layers): keep the
+                # first, whose blobs the index already references.
+                entry = previous
+            images[config_digest] = entry
             updated = dict(self._names)
             updated.update((name, config_digest) for name in canonical)
             await self._commit(images, updated)
@@ -331,18 +357,20 @@ class LocalImageStore:
                 return items
             images = {i: e for i, e in self._images.items() if i != image_id}
             manifest_digest = self._images[image_id]["manifest"]
+            extra = [self._images[image_id]["index"]] if "index" in self._images[image_id] else []
             await self._commit(images, remaining)
             items.append({"Deleted": image_id})
-            removed_layers = await self._collect(image_id, manifest_digest)
+            removed_layers = await self._collect(image_id, manifest_digest, extra)
             items.extend({"Deleted": chain} for chain in removed_layers)
             return items
 
-    async def _collect(self, image_id: str, manifest_digest: str) -> list[str]:
+    async def _collect(self, image_id: str, manifest_digest: str, removed_extra: Sequence[str] = ()) -> list[str]:
         """Delete a removed image's blobs no other image needs, then unused layers."""
         del self._configs[image_id]
         manifest = self._manifests.pop(manifest_digest)
         needed = self._needed_blobs()
         doomed = {manifest_digest, image_id, *(layer["digest"] for layer in manifest["layers"])} - needed
+        doomed.update(d for d in removed_extra if d not in needed)
         for digest in doomed:
             await trio.to_thread.run_sync(self.blobs.delete, digest)
         return await self.snapshotter.gc(self.chain_ids_in_use())
@@ -352,6 +380,8 @@ class LocalImageStore:
         needed = set(self._pending)
         for image_id, entry in self._images.items():
             needed.update((image_id, entry["manifest"]))
+            if "index" in entry:
+                needed.add(entry["index"])
             needed.update(layer["digest"] for layer in self._manifests[entry["manifest"]]["layers"])
         return needed
 
@@ -368,7 +398,16 @@ class LocalImageStore:
             doomed = sorted(stored - self._needed_blobs())
             for digest in doomed:
                 await trio.to_thread.run_sync(self.blobs.delete, digest)
-            return doomed + await self.snapshotter.gc(self.chain_ids_in_use())
+            partial = [] if self._pending else await trio.to_thread.run_sync(self._clear_partials)
+            return doomed + partial + await self.snapshotter.gc(self.chain_ids_in_use())
+
+    def _clear_partials(self) -> list[str]:
+        """Drop resumable downloads (only when no pull is running)."""
+        dropped = []
+        for entry in self.partial_dir.iterdir():
+            entry.unlink(missing_ok=True)
+            dropped.append("sha256:" + entry.name)
+        return dropped
 
     async def history(self, reference: str) -> list[dict[str, Any]]:
         """Describe an image's build steps, newest first (see ``ImageStore``)."""
@@ -390,3 +429,183 @@ class LocalImageStore:
             steps[0]["Id"] = image_id
             steps[0]["Tags"] = [parse_reference(n).familiar() for n in record.names] or None
         return steps
+
+    # ------------------------------------------------------------------ registries
+
+    def partial_path(self, digest: str) -> Path:
+        """Where a download of ``digest`` keeps its bytes until verified (resumable)."""
+        return self.partial_dir / self.blobs.path(digest).name
+
+    def adopt_blob(self, path: Path, digest: str) -> None:
+        """Move a verified file into the blob store as ``digest`` (blocking)."""
+        os.replace(path, self.blobs.path(digest))
+
+    @asynccontextmanager
+    async def blob_lock(self, digest: str) -> AsyncIterator[None]:
+        """Serialise work on one blob (its download), across concurrent pulls."""
+        lock = self._blob_locks.setdefault(digest, trio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                self._blob_locks.pop(digest, None)
+
+    async def find_manifest(self, manifest_digest: str) -> str | None:
+        """The id of the stored image whose manifest has this digest, or None."""
+        for image_id, entry in self._images.items():
+            if entry["manifest"] == manifest_digest:
+                return image_id
+        return None
+
+    def names_image(self, name: str) -> str | None:
+        """The image id a normalised name points at, or None."""
+        return self._names.get(name)
+
+    async def unpacked_size(self, diff_ids: Sequence[str], layer: Any) -> int:
+        """The uncompressed size of an unpacked layer (the snapshotter records it)."""
+        size = await trio.to_thread.run_sync(_recorded_layer_size, self.snapshotter, diff_ids)
+        return size if size is not None else layer.size
+
+    @asynccontextmanager
+    async def registry(self, domain: str, credentials: Credentials | None = None) -> AsyncIterator[RegistryClient]:
+        """A client for a registry host, with the given credentials or the stored ones."""
+        from .credentials import lookup
+
+        if credentials is None:
+            credentials = await trio.to_thread.run_sync(lookup, domain, self.docker_config)
+        client = await RegistryClient.connect(domain, credentials, self.transport)
+        try:
+            yield client
+        finally:
+            with trio.CancelScope(shield=True):
+                await client.aclose()
+
+    async def pull(self, reference: str, credentials: Credentials | None = None, report: p.Report = p.ignore,
+                   platform: Mapping[str, str] | None = None) -> ImageRecord:  # fmt: skip
+        """Pull an image from its registry (see ``ImageDistribution``)."""
+        from .pull import pull_image
+
+        ref = parse_reference(reference)
+        async with self.registry(ref.domain, credentials) as client:
+            return await pull_image(self, client, ref, report, platform, self.downloads)
+
+    async def push(self, reference: str, credentials: Credentials | None = None, report: p.Report = p.ignore) -> str:
+        """Push a stored image to the registry its name says (see ``ImageDistribution``)."""
+        from .push import push_image
+
+        ref = parse_reference(reference)
+        if ref.digest:
+            raise InvalidArgument(f"cannot push {reference!r}: push a tag, not a digest")
+        record = await self.get(str(ref))
+        async with self.registry(ref.domain, credentials) as client:
+            digest = await push_image(self, client, record, ref, report, self.uploads)
+        async with self._lock:
+            names = dict(self._names)
+            names[f"{ref.repository}@{digest}"] = record.id
+            await self._commit(dict(self._images), names)
+        return digest
+
+    async def login(self, registry: str, credentials: Credentials) -> None:
+        """Check credentials against a registry (``InvalidArgument``/``RegistryError`` if refused)."""
+        async with self.registry(registry, credentials):
+            pass
+
+    async def save(self, references: Sequence[str]) -> Path:
+        """Write a ``docker save`` archive to a temporary file (see ``ImageDistribution``)."""
+        return await export_images(self, references)
+
+    async def load(self, source: AsyncIterator[bytes]) -> list[tuple[ImageRecord, list[str]]]:
+        """Load a ``docker save`` archive (see ``ImageDistribution``)."""
+        return await load_images(self, source)
+
+    async def describe(self, reference: str, credentials: Credentials | None = None) -> dict[str, Any]:
+        """What a registry holds for a reference (see ``ImageDistribution``)."""
+        ref = parse_reference(reference)
+        async with self.registry(ref.domain, credentials) as client:
+            manifest, digest = await client.get_manifest(ref.path, ref.digest or ref.tag or "latest")
+            if manifest.is_index:
+                platforms = [dict(e.platform) for e in manifest.entries if e.platform]
+            else:
+                assert manifest.config is not None
+                config = json.loads((await client.request("GET", f"/v2/{ref.path}/blobs/{manifest.config.digest}",
+                                                          f"repository:{ref.path}:pull")).content or b"{}")  # fmt: skip
+                platforms = [{k: config[k] for k in ("architecture", "os", "variant") if config.get(k)}]
+        return {"Descriptor": {"mediaType": manifest.media_type, "digest": digest, "size": len(manifest.raw)}, "Platforms": platforms}
+
+    async def prune(self, all_unused: bool = False, in_use: Collection[str] = ()) -> tuple[list[dict[str, str]], int]:
+        """Remove dangling images (or every image no container uses), then unused blobs.
+
+        Args:
+            all_unused: also remove tagged images that no container uses.
+            in_use: ids of images containers use.
+        Returns:
+            Docker's deleted items and the bytes reclaimed.
+        """
+        before = await trio.to_thread.run_sync(self._blob_bytes)
+        items: list[dict[str, str]] = []
+        for image_id in list(self._images):
+            if image_id in in_use:
+                continue
+            named = any(i == image_id and "@" not in n for n, i in self._names.items())
+            if named and not all_unused:
+                continue
+            items.extend(await self.remove(image_id, force=True))
+        await self.gc()
+        after = await trio.to_thread.run_sync(self._blob_bytes)
+        return items, max(before - after, 0)
+
+    def _blob_bytes(self) -> int:
+        return sum(self.blobs.size(d) for d in self.blobs.digests())
+
+
+def _recorded_layer_size(snapshotter: Any, diff_ids: Sequence[str]) -> int | None:
+    """The size the overlay snapshotter notes in ``layer.json``; None for other providers."""
+    layer_dir = getattr(snapshotter, "layer_dir", None)
+    if layer_dir is None:
+        return None
+    try:
+        return int(json.loads((layer_dir(chain_ids(diff_ids)[-1]) / "layer.json").read_text())["size"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+async def export_images(store: LocalImageStore, references: Sequence[str]) -> Path:
+    """Write a ``docker save`` archive of images into a temporary file under ``ingest/``.
+
+    Args:
+        store: the image store.
+        references: names (saved with their tag) or ids (saved untagged, with every name).
+    Returns:
+        The archive's path; the caller streams it and deletes it.
+    """
+    from .archive import SavedImage, write_archive
+
+    chosen: dict[str, tuple[ImageRecord, list[str]]] = {}
+    for reference in references:
+        image_id, matched = store._resolve(reference)
+        record = store._record(image_id)
+        tags = [matched] if matched and "@" not in matched else [n for n in record.names if "@" not in n]
+        entry = chosen.setdefault(image_id, (record, []))
+        entry[1].extend(t for t in tags if t not in entry[1])
+    images = [SavedImage(record, tuple(tags), store.blobs.read(record.digest)) for record, tags in chosen.values()]
+    fd, name = tempfile.mkstemp(dir=store.blobs.ingest_dir, prefix="save-", suffix=".tar")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            with store.holding([d for r, _ in chosen.values() for d in (r.digest, r.id)]):
+                await trio.to_thread.run_sync(write_archive, store, images, out)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return Path(name)
+
+
+async def load_images(store: LocalImageStore, source: AsyncIterator[bytes]) -> list[tuple[ImageRecord, list[str]]]:
+    """Load a ``docker save`` archive streamed in; returns each image and its names."""
+    from .archive import load_archive
+
+    spooled = await store._spool(source)
+    try:
+        return await load_archive(store, spooled)
+    finally:
+        spooled.unlink(missing_ok=True)
