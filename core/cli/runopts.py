@@ -222,6 +222,12 @@ def add_container_flags(parser: argparse.ArgumentParser) -> None:
     add("--privileged", action="store_true", help="give extended privileges to this container")
     add("--read-only", action="store_true", help="mount the container's root filesystem as read only")
     add("--network", "--net", default=None, metavar="MODE", help="network mode: none, host, or a network")
+    add("--ip", metavar="ADDRESS", help="IPv4 address on the container's network")
+    add("--network-alias", action="append", default=[], metavar="NAME", help="add a network-scoped alias")
+    add("--dns", action="append", default=[], metavar="ADDRESS", help="set custom DNS servers")
+    add("--dns-search", action="append", default=[], metavar="DOMAIN", help="set custom DNS search domains")
+    add("--dns-option", action="append", default=[], metavar="OPTION", help="set DNS options")
+    add("--add-host", action="append", default=[], metavar="HOST:IP", help="add a custom host-to-IP mapping")
     add(
         "-p", "--publish", action="append", default=[], metavar="SPEC", help="publish a container's port(s) to the host"
     )
@@ -301,6 +307,15 @@ def create_body(
         host_config["Init"] = True
     if args.network:
         host_config["NetworkMode"] = args.network
+    for key, values in (("Dns", args.dns), ("DnsSearch", args.dns_search), ("DnsOptions", args.dns_option)):
+        if values:
+            host_config[key] = values
+    for item in args.add_host:
+        name, sep, address = item.partition(":")
+        if not sep or not name or not address:
+            raise UsageError(f'invalid argument "{item}" for "--add-host" flag: bad format for add-host: "{item}"')
+    if args.add_host:
+        host_config["ExtraHosts"] = args.add_host
     if args.memory is not None:
         host_config["Memory"] = flag_value("-m, --memory", args.memory, parse_size)
     if args.memory_swap is not None:
@@ -336,6 +351,15 @@ def create_body(
         "AttachStderr": not detach,
         "HostConfig": {k: v for k, v in host_config.items() if v is not None},
     }
+    if args.ip or args.network_alias:
+        if not args.network or args.network in ("bridge", "default", "none", "host"):
+            raise UsageError("user specified IP address and aliases are supported only on user defined networks")
+        endpoint: dict[str, Any] = {}
+        if args.ip:
+            endpoint["IPAMConfig"] = {"IPv4Address": args.ip}
+        if args.network_alias:
+            endpoint["Aliases"] = args.network_alias
+        body["NetworkingConfig"] = {"EndpointsConfig": {args.network: endpoint}}
     if args.entrypoint is not None:
         body["Entrypoint"] = [args.entrypoint]  # [""] resets the image's entrypoint
     if volumes:

@@ -126,7 +126,7 @@ class Container:
             "ImageID": record["Image"],
             "Command": self.command(),
             "Created": int(parse_time(record["Created"])),
-            "Ports": [],
+            "Ports": self.port_list(),
             "Labels": self.config.get("Labels") or {},
             "State": self.state["Status"],
             "Status": self.status_line(),
@@ -134,6 +134,19 @@ class Container:
             "NetworkSettings": {"Networks": record.get("NetworkSettings", {}).get("Networks", {})},
             "Mounts": record.get("Mounts", []),
         }
+
+    def port_list(self) -> list[dict[str, Any]]:
+        """``NetworkSettings.Ports`` in the list form of ``ContainerSummary``."""
+        ports = []
+        for key, bindings in (self.record.get("NetworkSettings", {}).get("Ports") or {}).items():
+            number, _, proto = key.partition("/")
+            if not bindings:
+                ports.append({"PrivatePort": int(number), "Type": proto or "tcp"})
+                continue
+            for binding in bindings:
+                ports.append({"IP": binding.get("HostIp") or "0.0.0.0", "PrivatePort": int(number),
+                              "PublicPort": int(binding["HostPort"]), "Type": proto or "tcp"})  # fmt: skip
+        return ports
 
     def inspect(self, exec_ids: list[str]) -> dict[str, Any]:
         """Docker's ``ContainerInspectResponse``."""

@@ -198,3 +198,30 @@ def test_env_file_missing(tmp_path) -> None:
         _body("--env-file", str(tmp_path / "nope"), "busybox")
     (tmp_path / "env").write_text("X=1\n")
     assert _body("--env-file", str(tmp_path / "env"), "-e", "Y=2", "busybox")["Env"] == ["X=1", "Y=2"]
+
+
+def test_network_flags_become_endpoint_settings_and_dns() -> None:
+    from shoal.cli.common import Parser
+    from shoal.cli.runopts import add_container_flags, create_body
+
+    parser = Parser("shoal run", "test")
+    add_container_flags(parser)
+    args = parser.parse_args(["--network", "appnet", "--ip", "10.9.0.5", "--network-alias", "db", "--dns", "10.9.0.1",
+                              "--add-host", "box:10.9.0.9", "img"])  # fmt: skip
+    body = create_body(args, {}, "/", detach=True)
+    assert body["NetworkingConfig"] == {"EndpointsConfig": {"appnet": {"IPAMConfig": {"IPv4Address": "10.9.0.5"}, "Aliases": ["db"]}}}
+    assert body["HostConfig"]["Dns"] == ["10.9.0.1"] and body["HostConfig"]["ExtraHosts"] == ["box:10.9.0.9"]
+
+
+def test_ip_on_the_default_network_is_refused() -> None:
+    import pytest
+
+    from shoal.cli.common import Parser, UsageError
+    from shoal.cli.runopts import add_container_flags, create_body
+
+    parser = Parser("shoal run", "test")
+    add_container_flags(parser)
+    with pytest.raises(UsageError, match="only on user defined networks"):
+        create_body(parser.parse_args(["--ip", "10.0.0.2", "img"]), {}, "/", detach=True)
+    with pytest.raises(UsageError, match='bad format for add-host: "nocolon"'):
+        create_body(parser.parse_args(["--add-host", "nocolon", "img"]), {}, "/", detach=True)
