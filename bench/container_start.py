@@ -2,6 +2,11 @@
 
 Usage (as root): .venv/bin/python bench/container_start.py [-n RUNS] [--memory N]
 
+With ``--memory N`` it first prints the PSS of every process involved while N containers
+idle, with and without ``--init``: the monitor (the provider's only daemon-side process),
+this process (standing in for the daemon), any per-container helper (the --init PID 1s)
+and, for scale, the programs themselves.
+
 All runtimes use the same busybox rootfs (Debian's busybox-static) and run in one process,
 interleaved, so machine noise hits them alike. shoal is timed through its isolation provider
 directly (create + start + wait, new pid/mount/uts/ipc/net namespaces, masked and read-only
@@ -26,9 +31,9 @@ from pathlib import Path
 
 import trio
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration" / "namespaces"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from conftest import make_busybox_rootfs  # noqa: E402
+from shoaltest import make_busybox_rootfs  # noqa: E402
 
 from shoal.plugins.namespaces import DEFAULT_CAPABILITIES  # noqa: E402
 from shoal.plugins.namespaces.isolation import NamespaceIsolation  # noqa: E402
@@ -67,16 +72,46 @@ def runtime_command(name: str, bundle: Path) -> tuple[list[str], str] | None:
 
 
 def pss_kib(pid: int) -> int:
-    """Proportional set size of one process, KiB."""
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+    """Proportional set size of one process, KiB (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+
+
+def children(pid: int) -> list[int]:
+    """PIDs of the direct children of ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            if int(data[data.rindex(b")") + 2 :].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def mib(kib: float) -> str:
+    return f"{kib / 1024:.1f} MiB"
 
 
 async def measure_memory(root: Path, rootfs: Path, count: int) -> None:
-    """PSS of the shims (and --init PID 1s) of ``count`` idle containers, then of the spawner."""
+    """PSS of every process involved while ``count`` containers idle, with and without --init.
+
+    Daemon side: this process (standing in for shoald: it holds the provider's handles)
+    and the monitor. Per container: every process of the container that is not its
+    program (with --init, the PID 1 that runs the program as its child), then the program.
+    """
     for init in (False, True):
         procs = []
         async with NamespaceIsolation(root / f"state-mem-{init}") as iso:
+            monitor = iso.monitor_pid
+            assert monitor is not None
+            monitor_idle = pss_kib(monitor)
             try:
                 for i in range(count):
                     spec = RuntimeSpec(id=f"mem-{i}", rootfs=str(rootfs), init=init,
@@ -85,15 +120,25 @@ async def measure_memory(root: Path, rootfs: Path, count: int) -> None:
                     proc = await iso.create(spec, Stdio())
                     await proc.start()
                     procs.append(proc)
-                await trio.sleep(0.2)
-                shims = sum(pss_kib(p.shim_pid) for p in procs)
-                inits = sum(pss_kib(p.pid) for p in procs) if init else 0
-                spawner = pss_kib(iso._spawner.pid) if iso._spawner else 0
+                await trio.sleep(0.3)
+                bench = pss_kib(os.getpid())
+                monitor_busy = pss_kib(monitor)
+                tree = children(monitor)
+                if sorted(tree) != sorted(p.pid for p in procs):
+                    print(f"  note: the monitor has {len(tree)} children for {count} containers")
+                helpers = sum(pss_kib(p.pid) for p in procs) if init else 0
+                programs = sum(pss_kib(c) for p in procs for c in children(p.pid)) if init else \
+                    sum(pss_kib(p.pid) for p in procs)
                 label = "with --init" if init else "plain"
-                print(f"{count} idle containers ({label}): shims {shims / 1024:.1f} MiB PSS "
-                      f"({shims / count:.0f} KiB each)"
-                      + (f", Python init PID 1s {inits / 1024:.1f} MiB ({inits / count:.0f} KiB each)" if init else "")
-                      + f"; spawner {spawner / 1024:.1f} MiB")
+                print(f"{count} idle containers ({label}):")
+                print(f"  monitor            {mib(monitor_busy):>10}  (idle, no container: {mib(monitor_idle)})")
+                print(f"  bench process      {mib(bench):>10}  (the daemon stand-in; shoald's own PSS is bench/containers.py's)")
+                if init:
+                    print(f"  init PID 1s        {mib(helpers):>10}  ({helpers / count:.0f} KiB each)")
+                print(f"  per-container overhead, daemon side {round((monitor_busy - monitor_idle + helpers) / count)} KiB "
+                      f"(monitor growth + init); total monitor{' + inits' if init else ''} "
+                      f"{mib(monitor_busy + helpers)}")
+                print(f"  the programs (sleep) {mib(programs)}, not overhead")
             finally:
                 for proc in procs:
                     proc.kill(9)

@@ -303,14 +303,29 @@ class ContainerEndpoints:
         if body.get("Detach"):
             await self.engine.exec_start(exec_id, detach=True, tty=tty)
             return Response.empty(200)
-        attachment = await self.engine.exec_start(exec_id, detach=False, tty=tty)
-        if attachment is None:
-            raise HttpError(500, f"exec {exec_id} started detached although attaching was asked for")
+        details = await self.engine.exec_inspect(exec_id)  # NotFound before the connection is taken over
+        use_tty = bool(details["ProcessConfig"]["tty"]) if tty is None else tty
+        stdin = bool(details.get("OpenStdin"))
         size = body.get("ConsoleSize")
-        if attachment.tty and isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
-            await self.engine.exec_resize(exec_id, size[0], size[1])
-        stdin = bool((await self.engine.exec_inspect(exec_id)).get("OpenStdin"))
-        return self._hijack(attachment, stdin=stdin)
+
+        async def run(raw: RawStream) -> None:
+            # The process starts only once the client has the 101 head: output can never
+            # arrive in the same read as the head (clients that read the head through a
+            # buffer would lose it), and a start error reaches the client in the stream, as
+            # Docker reports it.
+            try:
+                attachment = await self.engine.exec_start(exec_id, detach=False, tty=tty)
+            except ShoalError as exc:
+                await raw.send_all(encode_output(1, f"{exc}\r\n".encode(), use_tty))
+                await raw.send_eof()
+                return
+            if attachment is None:
+                raise HttpError(500, f"exec {exec_id} started detached although attaching was asked for")
+            if attachment.tty and isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
+                await self.engine.exec_resize(exec_id, size[0], size[1])
+            await pump(raw, attachment, stdin=stdin)  # closes the attachment when done
+
+        return Hijack(run, content_type(use_tty))
 
     async def exec_resize(self, request: Request) -> Response:
         await self.engine.exec_resize(request.params["id"], _required_int(request, "h"), _required_int(request, "w"))

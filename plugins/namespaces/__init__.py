@@ -18,7 +18,9 @@ __all__ = ["DEFAULT_CAPABILITIES", "NamespacesConfig", "plugin"]
 @dataclass(frozen=True)
 class NamespacesConfig:
     state_dir: str = setting(
-        "", "Per-container state (exit status, /etc files); empty: namespaces/ under the run root."
+        "",
+        "Per-container state (exit status, /etc files) and the monitor's socket; "
+        "empty: namespaces/ under the run root.",
     )
 
 
@@ -45,7 +47,8 @@ async def setup(ctx: PluginContext) -> AsyncIterator[object]:
 
 plugin = Plugin(
     name="namespaces",
-    summary="Containers from Linux namespaces, pivot_root and capabilities, with live restore.",
+    summary="Containers from Linux namespaces, pivot_root and capabilities, with one monitor process "
+    "for all of them and live restore.",
     slot="isolation",
     config=NamespacesConfig,
     setup=setup,

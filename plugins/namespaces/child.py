@@ -1,8 +1,8 @@
 """What runs inside a container: the first process's set-up, an exec'd process's entry into
 a running container, the final switch to the container's user and capabilities, and exec.
 
-These functions run in a process forked from the single-threaded spawner (see
-``spawner``), so plain Python is safe here. They never return: they exec the program or
+These functions run in a process forked (through a starter) from the single-threaded
+monitor (see ``monitor``), so plain Python is safe here. They never return: they exec the program or
 report the failure to the daemon over the control socket and ``_exit``.
 """
 
@@ -82,14 +82,14 @@ def _reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
-def _take_terminal(ctl: socket.socket, shim: socket.socket | None, console: bool) -> None:
-    """Open a pty in the container's devpts, hand its master out, make it our terminal."""
+def _take_terminal(ctl: socket.socket, starter: socket.socket, console: bool) -> None:
+    """Open a pty in the container's devpts, hand its master to the daemon and (through
+    the starter) to the monitor, which holds it for live restore; make it our terminal."""
     master, slave = os.openpty()
     if console:
         rootfs.bind_console(os.ttyname(slave))
     wire.send(ctl, {"pty": True}, [master])
-    if shim is not None:
-        wire.send(shim, {"pty": True}, [master])
+    wire.send(starter, {"pty": True}, [master])
     os.close(master)
     os.setsid()
     fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
@@ -157,10 +157,15 @@ def _prepare_process(proc: ProcessSpec) -> tuple[int, int]:
     return keep, top
 
 
-def _run_as_init(ctl: socket.socket, proc: ProcessSpec) -> None:
-    """Fork the program and stay as PID 1: reap every child, forward every signal."""
+def _run_as_init(ctl: socket.socket, proc: ProcessSpec, init_fd: int | None) -> None:
+    """Fork the program and stay as PID 1: reap every child, forward every signal.
+
+    PID 1 becomes the compiled init of ``init_fd`` if there is one (it keeps root with the
+    kept capabilities: an exec as root takes the bounding set, already reduced to them);
+    otherwise it runs the same loop in Python.
+    """
     keep, top = _prepare_process(proc)
-    every = set(range(1, signal.NSIG)) - {signal.SIGKILL, signal.SIGSTOP}
+    every = signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}
     signal.pthread_sigmask(signal.SIG_BLOCK, every)
     child = os.fork()
     if child == 0:
@@ -177,6 +182,11 @@ def _run_as_init(ctl: socket.socket, proc: ProcessSpec) -> None:
         except BaseException as e:  # noqa: BLE001 - anything else is a failed exec too
             _report_and_exit(ctl, f"exec: {e}", 126)
     ctl.close()
+    if init_fd is not None:
+        try:
+            os.execve(init_fd, ["init", str(child)], {})
+        except OSError:
+            pass  # the Python loop below does the same
     caps.set_process_caps(keep, top)
     while True:
         info = signal.sigwaitinfo(every)
@@ -204,18 +214,38 @@ def docker_exit_code(status: int) -> int:
     return os.WEXITSTATUS(status)
 
 
-def _wait_for_maps(shim: socket.socket) -> None:
-    wire.send(shim, {"userns": True})
-    reply, _ = wire.recv(shim, 4096)
+def pid_one_forked_inside(namespaces: dict[str, str | None]) -> bool:
+    """Whether PID 1 is forked by the container process itself (new user and pid namespaces).
+
+    The pid namespace must then be created after the user namespace, so that the new user
+    namespace owns it (and the container can mount /proc); see ``starter``.
+    """
+    return namespaces.get("user", "") is None and namespaces.get("pid", "") is None
+
+
+def _become_pid_one(starter: socket.socket) -> None:
+    """Create the pid namespace and continue in its PID 1; the parent reports it and exits."""
+    sc.unshare(sc.CLONE_NEWPID)
+    pid = os.fork()
+    if pid:
+        wire.send(starter, {"pid": pid})
+        os._exit(0)
+
+
+def _wait_for_maps(starter: socket.socket) -> None:
+    wire.send(starter, {"userns": True})
+    reply, _ = wire.recv(starter, 4096)
     if not reply or not reply.get("mapped"):
         raise Failure("user namespace mapping failed")
 
 
 def container_init(spec: RuntimeSpec, stdio: dict[int, int], terminal: bool, etc_sources: dict[str, str],
-                   ctl: socket.socket, shim: socket.socket) -> None:
+                   ctl: socket.socket, starter: socket.socket, init_fd: int | None = None) -> None:
     """Set up a new container in this process (PID 1 of its pid namespace) and run it.
 
     Reports ``ready`` once the namespaces and mounts exist, waits for ``start``, then execs.
+    With ``spec.init``, ``init_fd`` is the compiled init to become (see ``initbin``), or
+    None to stay PID 1 in Python.
     """
     try:
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -224,7 +254,13 @@ def container_init(spec: RuntimeSpec, stdio: dict[int, int], terminal: bool, etc
         user_path = namespaces.get("user")
         if "user" in namespaces and user_path is None:
             sc.unshare(sc.CLONE_NEWUSER)
-            _wait_for_maps(shim)
+            _wait_for_maps(starter)
+            # Our host ids are not mapped: become the namespace's root (host ids from the maps).
+            os.setgroups([])
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+            if pid_one_forked_inside(namespaces):
+                _become_pid_one(starter)
         elif user_path:
             _join(user_path, sc.CLONE_NEWUSER)
         flags = 0
@@ -249,12 +285,14 @@ def container_init(spec: RuntimeSpec, stdio: dict[int, int], terminal: bool, etc
         rootfs.mask_paths(spec.masked_paths)
         rootfs.readonly_paths(spec.readonly_paths)
         if terminal:
-            _take_terminal(ctl, shim, console=True)
+            _take_terminal(ctl, starter, console=True)
         else:
             os.setsid()
         if spec.readonly_rootfs:
             rootfs.readonly_root()
-        shim.close()
+        # The starter exits once this socket closes: its death must not kill us.
+        sc.prctl(sc.PR_SET_PDEATHSIG, 0)
+        starter.close()
         sc.cloexec_from(3)
         wire.send(ctl, {"ready": True})
     except Failure as e:
@@ -272,7 +310,7 @@ def container_init(spec: RuntimeSpec, stdio: dict[int, int], terminal: bool, etc
         elif namespaces.get("cgroup"):
             _join(namespaces["cgroup"], sc.CLONE_NEWCGROUP)
         if spec.init:
-            _run_as_init(ctl, spec.process)
+            _run_as_init(ctl, spec.process, init_fd)
         keep, top = _prepare_process(spec.process)
         _switch_and_exec(spec.process, keep, top)
     except Failure as e:
@@ -319,7 +357,7 @@ def _join_cgroups(target: int) -> None:
 
 
 def exec_in_container(target: int, proc: ProcessSpec, stdio: dict[int, int], terminal: bool,
-                      ctl: socket.socket) -> None:
+                      ctl: socket.socket, starter: socket.socket) -> None:
     """Enter the running container of ``target`` (already in its pid namespace) and exec."""
     try:
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -338,9 +376,11 @@ def exec_in_container(target: int, proc: ProcessSpec, stdio: dict[int, int], ter
             os.close(fd)
         os.chdir("/")
         if terminal:
-            _take_terminal(ctl, None, console=False)
+            _take_terminal(ctl, starter, console=False)
         else:
             os.setsid()
+        sc.prctl(sc.PR_SET_PDEATHSIG, 0)
+        starter.close()
         sc.cloexec_from(3)
         keep, top = _prepare_process(proc)
         _switch_and_exec(proc, keep, top)

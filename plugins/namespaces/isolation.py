@@ -2,30 +2,34 @@
 
 Process tree::
 
-    shoald ── spawner (single-threaded, warm; see ``spawner``)
-                 └─ shim (one per container or exec; own session; records the exit status)
-                       └─ container process (PID 1 of its pid namespace) ── program
+    shoald          monitor (one per state root; own session; outlives the daemon)
+                       ├─ starter (per process, only while it starts; see ``starter``)
+                       ├─ container process (PID 1 of its pid namespace) ── program
+                       └─ exec'd process ...
 
-The daemon talks to each new process over its own control socket: the shim reports the
-host PIDs (with pidfds, so no PID can be reused under us), the container process reports
-``ready`` after its namespaces and mounts exist and waits for ``start``; a failed exec is
-reported on the same socket, which closes on a successful exec (close-on-exec).
-Waiting uses the shim's pidfd: the shim exits right after writing ``exit.json``, so the
-status is on disk by the time the pidfd is readable. That file outlives the daemon, which is
-how live restore keeps exit codes.
+The monitor (see ``monitor``) is a child subreaper: every container process ends up its
+child, it reaps them, records each exit status in ``exit.json`` and holds their output's
+read ends, at a cost of a few descriptors per container instead of a process each.
+
+For each new process the daemon passes the monitor a control socket and a watch socket.
+On the control socket the starter reports the host PID (with a pidfd, so no PID can be
+reused under us) and the container process reports ``ready`` once its namespaces and
+mounts exist, then waits for ``start``; a failed exec is reported on the same socket, which
+closes on a successful exec (close-on-exec). The watch socket receives the exit status
+once the monitor has reaped the process and recorded it, so ``wait`` needs no polling and
+the status is on disk by then; a restarted daemon gets a new watch socket (and copies of
+the held descriptors) from the monitor, which is how live restore keeps exit codes and
+output.
 """
 
 from __future__ import annotations
 
-import array
 import os
 import pickle
 import secrets
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from signal import pidfd_send_signal
@@ -33,12 +37,13 @@ from typing import Any
 
 import trio
 
-from shoal.errors import InvalidArgument, ShoalError
+from shoal.errors import ShoalError
 from shoal.runtime import ProcessSpec, RuntimeSpec
 from shoal.slots import Stdio
 
-from . import shim, syscalls, wire
+from . import initbin, status
 from .errors import ExecError
+from .link import MonitorLink, recv
 
 
 def _start_time(pid: int) -> int | None:
@@ -64,18 +69,9 @@ def _open_pidfd(pid: int, start_time: int) -> int | None:
     return fd
 
 
-async def _recv(sock: trio.socket.SocketType) -> tuple[dict[str, Any] | None, list[int]]:
-    data, ancdata, _flags, _addr = await sock.recvmsg(wire.MAX_MESSAGE, socket.CMSG_SPACE(wire.MAX_FDS * 4))
-    fds = array.array("i")
-    for level, kind, payload in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
-    received = list(fds)
-    for fd in received:
-        os.set_inheritable(fd, False)
-    if not data:
-        return None, received
-    return pickle.loads(data), received
+def _socketpair() -> tuple[int, int]:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    return ours.detach(), theirs.detach()
 
 
 def _close_all(messages: list[tuple[dict[str, Any], list[int]]]) -> None:
@@ -87,21 +83,23 @@ def _close_all(messages: list[tuple[dict[str, Any], list[int]]]) -> None:
 class NamespaceProcess:
     """A container's first process or an exec'd process (``shoal.slots.ContainerProcess``)."""
 
-    def __init__(self, *, pid: int, shim_pid: int, state_dir: str, pidfd: int | None, shim_pidfd: int,
-                 held: list[str], ctl: trio.socket.SocketType | None = None) -> None:
+    def __init__(self, *, pid: int, state_dir: str, pidfd: int | None, watch: int,
+                 held: list[str], ctl: trio.socket.SocketType | None = None,
+                 taken: dict[str, int] | None = None) -> None:
         self.pid = pid
-        self.shim_pid = shim_pid
         self.state_dir = state_dir
         self.pty_master: int | None = None
         self._pidfd = pidfd
-        self._shim_pidfd = shim_pidfd
+        # Raw descriptors rather than socket objects: a handle the engine drops without
+        # closing (on shutdown) must not leave warnings behind.
+        self._watch: int | None = watch
         self._held = held
+        self._taken = taken or {}
         self._ctl = ctl
         self._start_time = _start_time(pid)
-        self._shim_start_time = _start_time(shim_pid)
         self._exit_code: int | None = None
         self._wait_lock = trio.Lock()
-        # Messages of the container process that arrived before its shim's report.
+        # Messages of the container process that arrived before the starter's report.
         self._early: list[tuple[dict[str, Any], list[int]]] = []
 
     async def start(self) -> None:
@@ -111,7 +109,7 @@ class NamespaceProcess:
         ctl, self._ctl = self._ctl, None
         try:
             await ctl.sendmsg([pickle.dumps({"start": True})])
-            message, fds = await _recv(ctl)
+            message, fds = await recv(ctl)
         finally:
             ctl.close()
         for fd in fds:
@@ -123,10 +121,15 @@ class NamespaceProcess:
         """Wait for the process to end; its status as Docker reports it."""
         async with self._wait_lock:
             if self._exit_code is None:
-                await trio.lowlevel.wait_readable(self._shim_pidfd)
-                code = shim.read_status(self.state_dir)
+                if self._watch is None:
+                    raise ShoalError(f"process {self.pid} is closed")
+                await trio.lowlevel.wait_readable(self._watch)
+                data = os.read(self._watch, 4096)  # one datagram, or b"" if the monitor died
+                os.close(self._watch)
+                self._watch = None
+                code = pickle.loads(data).get("exit") if data else status.read_status(self.state_dir)
                 if code is None:
-                    raise ShoalError(f"the shim of process {self.pid} ended without recording an exit status")
+                    raise ShoalError(f"process {self.pid} ended without a recorded exit status (the monitor died)")
                 self._exit_code = code
             return self._exit_code
 
@@ -144,80 +147,82 @@ class NamespaceProcess:
         return {
             "pid": self.pid,
             "start_time": self._start_time,
-            "shim_pid": self.shim_pid,
-            "shim_start_time": self._shim_start_time,
             "state_dir": self.state_dir,
             "held": list(self._held),
         }
 
     def take_stdio(self) -> dict[str, int]:
-        """Copies of the stdout/stderr read ends and the pty master the shim holds.
+        """The stdout/stderr read ends and pty master the monitor held, after ``restore``.
 
         A restarted daemon calls this to resume reading a container's output; the returned
-        descriptors are close-on-exec and belong to the caller.
+        descriptors are close-on-exec and belong to the caller. A process this daemon
+        created (rather than restored) has nothing to take: the daemon has its own ends.
         """
-        names = list(self._held)
-        if "pty" not in names and os.path.exists(f"/proc/{self.shim_pid}/fd/{shim.HELD_FDS['pty']}"):
-            names.append("pty")
-        taken = {}
-        for name in names:
-            try:
-                taken[name] = syscalls.pidfd_getfd(self._shim_pidfd, shim.HELD_FDS[name])
-            except OSError:
-                continue
+        taken, self._taken = self._taken, {}
         return taken
 
     def close(self) -> None:
         """Release this handle's descriptors (the process itself is not affected)."""
         _close_all(self._early)
         self._early = []
-        for fd in (self._pidfd, self._shim_pidfd, self.pty_master):
+        for fd in (self._pidfd, self._watch, self.pty_master, *self._taken.values()):
             if fd is not None:
                 os.close(fd)
         self._pidfd = None
+        self._watch = None
         self.pty_master = None
+        self._taken = {}
         if self._ctl is not None:
             self._ctl.close()
             self._ctl = None
 
 
-
 class NamespaceIsolation:
-    """Isolation slot provider backed by namespaces, a warm spawner and per-container shims.
+    """Isolation slot provider backed by namespaces and the state root's monitor.
 
     Args:
-        state_root: directory for per-process state (exit status, /etc files); it must
-            survive a daemon restart, not a reboot (a directory under /run fits).
+        state_root: directory for per-process state (exit status, /etc files) and the
+            monitor's socket; it must survive a daemon restart, not a reboot (a directory
+            under /run fits).
     """
 
     def __init__(self, state_root: str | os.PathLike[str]) -> None:
         self.state_root = Path(state_root)
-        self._spawner: subprocess.Popen[bytes] | None = None
-        self._sock: trio.socket.SocketType | None = None
+        self._link: MonitorLink | None = None
+        self._init_fd: int | None = None
+        self._init_built = False
+        self._init_lock = trio.Lock()
+
+    @property
+    def monitor_pid(self) -> int | None:
+        """PID of the monitor this provider talks to (None while closed)."""
+        return self._link.pid if self._link else None
 
     async def open(self) -> None:
-        """Start the spawner process (once; about 50 ms of interpreter start-up)."""
+        """Connect to the state root's monitor, starting one if none runs."""
         self.state_root.mkdir(parents=True, exist_ok=True, mode=0o711)
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            self._spawner = subprocess.Popen(
-                [sys.executable, "-I", "-m", "shoal.plugins.namespaces.spawner", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                start_new_session=True,
-                stdin=subprocess.DEVNULL,
-            )
-        finally:
-            theirs.close()
-        self._sock = trio.socket.from_stdlib_socket(ours)
+        self._link = await MonitorLink.open(self.state_root)
 
     async def aclose(self) -> None:
-        """Stop the spawner; running containers and their shims are not touched."""
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-        if self._spawner is not None:
-            spawner, self._spawner = self._spawner, None
-            await trio.to_thread.run_sync(spawner.wait)
+        """Disconnect from the monitor; running containers are not touched.
+
+        A monitor with no process left exits, and this waits for it.
+        """
+        if self._link is not None:
+            link, self._link = self._link, None
+            await link.aclose()
+        if self._init_fd is not None:
+            os.close(self._init_fd)
+            self._init_fd = None
+        self._init_built = False
+
+    async def _init_binary(self) -> int | None:
+        """The compiled --init (see ``initbin``), built on first use; None without a compiler."""
+        async with self._init_lock:
+            if not self._init_built:
+                self._init_fd = await trio.to_thread.run_sync(initbin.build)
+                self._init_built = True
+        return self._init_fd
 
     async def __aenter__(self) -> NamespaceIsolation:
         await self.open()
@@ -226,52 +231,61 @@ class NamespaceIsolation:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def _spawn(self, request: dict[str, Any], stdio: Stdio, state_dir: Path) -> tuple[NamespaceProcess, trio.socket.SocketType]:
-        if self._sock is None:
+    def _require_link(self) -> MonitorLink:
+        if self._link is None:
             raise ShoalError("the namespaces isolation provider is not open")
+        return self._link
+
+    async def _spawn(self, request: dict[str, Any], stdio: Stdio, state_dir: Path) -> tuple[NamespaceProcess, trio.socket.SocketType]:
+        link = self._require_link()
         slots = [n for n, fd in enumerate((stdio.stdin, stdio.stdout, stdio.stderr)) if fd is not None and not request["terminal"]]
         fds = [(stdio.stdin, stdio.stdout, stdio.stderr)[n] for n in slots]
         request["stdio_slots"] = slots
         request["state_dir"] = str(state_dir)
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        ctl = trio.socket.from_stdlib_socket(ours)
+        init_fd = await self._init_binary() if request["op"] == "create" and request["spec"].init else None
+        request["init_binary"] = init_fd is not None
+        if init_fd is not None:
+            fds.append(init_fd)
+        watch, watch_theirs = _socketpair()
         try:
-            rights = array.array("i", [theirs.fileno(), *fds]).tobytes()
-            await self._sock.sendmsg([pickle.dumps(request)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
+            ctl = await link.request(request, [watch_theirs, *fds])
         except BaseException:
-            ctl.close()
+            os.close(watch)
             raise
         finally:
-            theirs.close()
-        # The container process may speak before its shim has reported: keep its messages.
+            os.close(watch_theirs)
+        # The container process may speak before its starter has reported: keep its messages.
         early: list[tuple[dict[str, Any], list[int]]] = []
         try:
             while True:
-                message, got = await _recv(ctl)
+                message, got = await recv(ctl)
                 if message is None or "pid" in message:
                     break
                 early.append((message, got))
         except BaseException:
             ctl.close()
+            os.close(watch)
             _close_all(early)
             raise
         if message is None:
             ctl.close()
+            os.close(watch)
             errors = [m["error"] for m, _ in early if "error" in m]
             _close_all(early)
-            raise ShoalError(f"cannot start the container process: {errors[0] if errors else 'the spawner ended'}")
-        process = NamespaceProcess(
-            pid=message["pid"], shim_pid=message["shim"], state_dir=str(state_dir),
-            pidfd=got[0], shim_pidfd=got[1], held=message["held"],
-        )
+            raise ShoalError(errors[0] if errors else "cannot start the container process: the monitor ended")
+        process = NamespaceProcess(pid=message["pid"], state_dir=str(state_dir), pidfd=got[0], watch=watch,
+                                   held=message["held"])
         process._early = early
         return process, ctl
 
     async def _abandon(self, process: NamespaceProcess) -> None:
-        """Kill a half-made process and wait until its shim is gone (so are its mounts)."""
+        """Kill a half-made process and wait until it is reaped (so are its mounts)."""
         process.kill(signal.SIGKILL)
         with trio.CancelScope(shield=True):
-            await trio.lowlevel.wait_readable(process._shim_pidfd)
+            try:
+                await process.wait()
+            except ShoalError:
+                pass
         process.close()
 
     async def _handshake(self, process: NamespaceProcess, ctl: trio.socket.SocketType, until: str) -> None:
@@ -280,7 +294,7 @@ class NamespaceIsolation:
             if process._early:
                 message, fds = process._early.pop(0)
             else:
-                message, fds = await _recv(ctl)
+                message, fds = await recv(ctl)
             if message is None:
                 if until == "eof":
                     return
@@ -294,10 +308,6 @@ class NamespaceIsolation:
 
     async def create(self, spec: RuntimeSpec, stdio: Stdio) -> NamespaceProcess:
         """Create the container's first process, stopped before exec (see ``start``)."""
-        if spec.namespaces.get("user", "") is None and spec.namespaces.get("pid", "") is None:
-            # The shim creates the pid namespace in the host's user namespace, and /proc can
-            # only be mounted by the user namespace that owns the pid namespace.
-            raise InvalidArgument("a new user namespace together with a new pid namespace is not supported")
         state_dir = self.state_root / spec.id
         try:
             state_dir.mkdir(mode=0o700)
@@ -350,7 +360,9 @@ class NamespaceIsolation:
             spawned, ctl = await self._spawn(request, stdio, state_dir)
             await self._handshake(spawned, ctl, "eof")
         except ExecError:
-            # The process ran and failed to exec: its shim records the status as usual.
+            # The process ran and failed to exec: the monitor records its status as usual.
+            if spawned is not None:
+                spawned.close()
             raise
         except BaseException:
             if spawned is not None:
@@ -362,32 +374,62 @@ class NamespaceIsolation:
                 ctl.close()
         return spawned
 
+    async def _watch(self, state: Mapping[str, Any]) -> tuple[int, dict[str, int]] | None:
+        """A new watch socket and copies of the held descriptors of a process the monitor
+        still tracks; None if it does not (the process ended and its status is on disk)."""
+        link = self._require_link()
+        watch, theirs = _socketpair()
+        try:
+            reply = await link.request({"op": "watch", "pid": state["pid"], "state_dir": state["state_dir"]}, [theirs])
+            with reply:
+                message, fds = await recv(reply)
+        except BaseException:
+            os.close(watch)
+            raise
+        finally:
+            os.close(theirs)
+        if not message or not message.get("running"):
+            os.close(watch)
+            for fd in fds:
+                os.close(fd)
+            return None
+        return watch, dict(zip(message["held"], fds))
+
     async def restore(self, state: Mapping[str, Any]) -> NamespaceProcess | None:
         """Re-adopt a process from ``state()``; None if it has ended (see ``recorded_exit``)."""
         pidfd = _open_pidfd(state["pid"], state["start_time"])
         if pidfd is None:
             return None
-        shim_pidfd = _open_pidfd(state["shim_pid"], state["shim_start_time"])
-        if shim_pidfd is None:
+        try:
+            watched = await self._watch(state)
+        except BaseException:
+            os.close(pidfd)
+            raise
+        if watched is None:
             os.close(pidfd)
             return None
-        process = NamespaceProcess(pid=state["pid"], shim_pid=state["shim_pid"], state_dir=state["state_dir"],
-                                   pidfd=pidfd, shim_pidfd=shim_pidfd, held=list(state.get("held", ())))
-        return process
+        watch, taken = watched
+        return NamespaceProcess(pid=state["pid"], state_dir=state["state_dir"], pidfd=pidfd, watch=watch,
+                                held=list(state.get("held", ())), taken=taken)
 
     async def recorded_exit(self, state: Mapping[str, Any]) -> int | None:
         """The exit status of a process that ended, possibly while the daemon was away.
 
-        Waits for a shim that is still writing it; None if nothing was ever recorded (the
-        shim itself was killed).
+        Waits for a process the monitor has not reaped yet; None if nothing was ever
+        recorded (the monitor itself was killed).
         """
-        shim_pidfd = _open_pidfd(state["shim_pid"], state["shim_start_time"])
-        if shim_pidfd is not None:
+        watched = await self._watch(state)
+        if watched is not None:
+            watch, taken = watched
+            process = NamespaceProcess(pid=state["pid"], state_dir=state["state_dir"], pidfd=None, watch=watch,
+                                       held=[], taken=taken)
             try:
-                await trio.lowlevel.wait_readable(shim_pidfd)
+                return await process.wait()
+            except ShoalError:
+                return None
             finally:
-                os.close(shim_pidfd)
-        return shim.read_status(state["state_dir"])
+                process.close()
+        return status.read_status(state["state_dir"])
 
     def forget(self, state: Mapping[str, Any]) -> None:
         """Delete a finished process's state (its recorded exit status included)."""

@@ -59,6 +59,7 @@ MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
 PR_SET_KEEPCAPS = 8
 PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
@@ -166,3 +167,19 @@ def pidfd_getfd(pidfd: int, targetfd: int) -> int:
 def cloexec_from(first: int) -> None:
     """Mark every descriptor from ``first`` on close-on-exec."""
     _check(_libc.syscall(_NR["close_range"], first, ctypes.c_uint(0xFFFFFFFF), CLOSE_RANGE_CLOEXEC))
+
+
+def close_range(first: int, last: int) -> None:
+    """Close every descriptor from ``first`` to ``last`` (inclusive)."""
+    _check(_libc.syscall(_NR["close_range"], ctypes.c_uint(first), ctypes.c_uint(last), 0))
+
+
+def close_all_but(keep: set[int], first: int = 3) -> None:
+    """Close every descriptor from ``first`` on except those in ``keep``."""
+    low = first
+    for fd in sorted(keep):
+        if fd >= low:
+            if fd > low:
+                close_range(low, fd - 1)
+            low = fd + 1
+    close_range(low, 0xFFFFFFFF)

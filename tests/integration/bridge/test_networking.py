@@ -14,7 +14,7 @@ import trio
 from shoal.errors import Conflict, InvalidArgument, NotFound
 from shoal.plugins.bridge.netns import entered
 
-from conftest import Harness, output, run_in
+from bridge_support import Harness, output, run_in
 
 pytestmark = pytest.mark.root
 

@@ -272,8 +272,8 @@ async def test_restore_after_daemon_restart(tmp_path, busybox_rootfs):
         await proc.start()
         state = proc.state()
         proc.close()
-    # The daemon "dies": its provider, spawner and read end of stdout are gone; the
-    # container and its shim live on, and its output pipe stays open through the shim.
+    # The daemon "dies": its provider and read end of stdout are gone; the container and
+    # the monitor live on, and its output pipe stays open through the monitor.
     os.close(out_r)
     async with NamespaceIsolation(state_root) as second:
         again = await second.restore(state)
@@ -310,3 +310,118 @@ async def test_read_only_rootfs_tmpfs_and_limits(isolation, busybox_rootfs):
     )
     assert (await run(isolation, spec)) == (0, "ro\ntmpfs-ok\n123\n/scratch\n")
 
+
+
+async def test_new_user_namespace_with_new_pid_namespace(isolation, busybox_rootfs, request):
+    import shutil
+    import tempfile
+
+    from shoal.runtime import IdMapping
+
+    # The container's root is host uid 100000: the rootfs must belong to it, and every
+    # directory above it must let it through (pytest's temporary directories do not).
+    rootfs = Path(tempfile.mkdtemp(prefix="shoal-userns-")) / "rootfs"
+    rootfs.parent.chmod(0o755)
+    request.addfinalizer(lambda: shutil.rmtree(rootfs.parent))
+    shutil.copytree(busybox_rootfs, rootfs, symlinks=True)
+    for path in [rootfs, *rootfs.rglob("*")]:
+        os.lchown(path, 100000, 100000)
+    namespaces = {k: None for k in ("pid", "mount", "uts", "ipc", "net", "user", "cgroup")}
+    mapping = (IdMapping(0, 100000, 65536),)
+    spec = make_spec(rootfs, "sh", "-c", "echo $$; cat /proc/self/uid_map; ls /proc | grep -c '^[0-9]'",
+                     namespaces=namespaces, uid_mappings=mapping, gid_mappings=mapping)
+    proc = await isolation.create(spec, Stdio())
+    with open(f"/proc/{proc.pid}/status") as f:
+        status = {line.split(":")[0]: line.split()[1:] for line in f}
+    assert status["NSpid"] == [str(proc.pid), "1"]
+    assert status["Uid"][0] == "100000"
+    proc.close()
+    isolation.forget(proc.state())
+    spec = dataclasses.replace(spec, id=spec.id + "-run")
+    code, out = await run(isolation, spec)
+    pid1, uid_map, processes = out.split("\n", 2)
+    assert (code, pid1, uid_map.split(), processes.strip()) == (0, "1", ["0", "100000", "65536"], "3")
+
+
+async def test_monitor_outlives_the_daemon_and_keeps_exit_codes(tmp_path, busybox_rootfs):
+    state_root = tmp_path / "state"
+    async with NamespaceIsolation(state_root) as first:
+        monitor = first.monitor_pid
+        quick = await first.create(make_spec(busybox_rootfs, "sh", "-c", "sleep 0.2; exit 5"), Stdio())
+        slow = await first.create(make_spec(busybox_rootfs, "sleep", "60"), Stdio())
+        for proc in (quick, slow):
+            await proc.start()
+        states = [quick.state(), slow.state()]
+        for proc in (quick, slow):
+            proc.close()
+    await trio.sleep(0.4)  # "quick" ends while no daemon is connected
+    assert (state_root / "monitor.sock").exists()
+    async with NamespaceIsolation(state_root) as second:
+        assert second.monitor_pid == monitor  # reconnected, not restarted
+        assert await second.restore(states[0]) is None
+        assert await second.recorded_exit(states[0]) == 5
+        again = await second.restore(states[1])
+        assert again is not None and again.take_stdio() == {}
+        again.kill(signal.SIGKILL)
+        assert await again.wait() == 137
+        again.close()
+        for state in states:
+            second.forget(state)
+    # No process left and no daemon: the monitor is gone, and so is its socket.
+    try:
+        with open(f"/proc/{monitor}/stat") as f:
+            assert f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")  # ended, not yet reaped by init
+    except FileNotFoundError:
+        pass
+    assert not any(state_root.iterdir())
+
+
+async def test_terminals_held_across_a_restart(tmp_path, busybox_rootfs):
+    state_root = tmp_path / "state"
+    async with NamespaceIsolation(state_root) as first:
+        proc = await first.create(make_spec(busybox_rootfs, "sh", "-c", "read x; echo got-$x; sleep 60"),
+                                  Stdio(terminal=True))
+        await proc.start()
+        exe = await first.exec(proc, ProcessSpec(args=("sh", "-c", "read y; echo exec-$y"), env=("PATH=/bin",),
+                                                 capabilities=DEFAULT_CAPABILITIES), Stdio(terminal=True))
+        states = [proc.state(), exe.state()]
+        proc.close()  # closes our pty masters: only the monitor holds them now
+        exe.close()
+    async with NamespaceIsolation(state_root) as second:
+        outputs = []
+        restored = [await second.restore(state) for state in states]
+        for again, line in zip(restored, (b"a\n", b"b\n")):
+            held = again.take_stdio()
+            assert set(held) == {"pty"}
+            os.write(held["pty"], line)
+            os.set_blocking(held["pty"], False)
+            with trio.fail_after(5):
+                out = b""
+                while b"-" not in out or not out.endswith(b"\r\n"):
+                    await trio.lowlevel.wait_readable(held["pty"])
+                    out += os.read(held["pty"], 100)
+            outputs.append(out.split(b"\r\n")[-2])
+            os.close(held["pty"])
+        for again in reversed(restored):
+            again.kill(signal.SIGKILL)
+            await again.wait()
+            again.close()
+        assert outputs == [b"got-a", b"exec-b"]
+        second.forget(states[0])
+
+
+async def test_init_is_small_and_reaps_orphans(isolation, busybox_rootfs):
+    script = "(sleep 0.1 &); sleep 0.4; ps -o stat,comm | grep -c '^Z'; tr '\\0' ' ' < /proc/1/cmdline"
+    code, out = await sh(isolation, busybox_rootfs, script, init=True)
+    zombies, cmdline = out.split("\n")[:2]
+    assert (code, zombies) == (0, "0")
+    if isolation._init_fd is not None:  # built with the host's C compiler
+        assert cmdline.split()[0] == "init"
+        proc = await isolation.create(make_spec(busybox_rootfs, "sleep", "60", init=True), Stdio())
+        await proc.start()
+        with open(f"/proc/{proc.pid}/smaps_rollup") as f:
+            rss = next(int(line.split()[1]) for line in f if line.startswith("Rss:"))
+        assert rss < 1024  # KiB; a Python PID 1 takes over 10 MiB
+        proc.kill(signal.SIGTERM)
+        assert await proc.wait() == 143
+        proc.close()

@@ -6,33 +6,15 @@ import functools
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 import trio
-from fake_engine import FakeContainers
+from fake_engine import FakeContainers, Served
 
 from shoal.events import EventBus
 from shoal.plugins.engine_api.app import Api, build_routes
 from shoal.plugins.engine_api.server import ApiServer, serve
-
-
-@dataclass
-class Served:
-    """A running frontend: its socket, the API state and the fake engine behind it."""
-
-    socket: str
-    api: Api
-    engine: FakeContainers
-
-    @property
-    def url(self) -> str:
-        return f"unix://{self.socket}"
-
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=self.socket), base_url="http://docker")
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import trio
 
 from shoal.containers import STDERR, STDOUT
@@ -395,3 +396,19 @@ class FakeContainers:
         for cid in gone:
             await self.remove(cid)
         return {"ContainersDeleted": gone, "SpaceReclaimed": 0}
+
+
+@dataclass
+class Served:
+    """A running frontend: its socket, the API state and the fake engine behind it."""
+
+    socket: str
+    api: Any
+    engine: FakeContainers
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=self.socket), base_url="http://docker")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import Served
+from fake_engine import Served
 
 
 async def test_ping_has_the_negotiation_headers(served: Served) -> None:

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from conftest import Served
+from fake_engine import Served
 
 from shoal.errors import NotFound
 from shoal.slots import ImageRecord, VolumeRecord

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 import trio
-from conftest import Served
+from fake_engine import Served
 
 DOCKER = shutil.which("docker")
 pytestmark = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed")

@@ -17,7 +17,7 @@ import pytest
 from shoal.presets import preset_dir
 from shoaltest import Daemon, run_daemon
 
-from conftest import Names
+from bridge_support import Names
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI")]
 

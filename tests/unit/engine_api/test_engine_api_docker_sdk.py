@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import docker
 import pytest
 import trio
-from conftest import Served
+from fake_engine import Served
 
 
 @contextmanager
