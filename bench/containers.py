@@ -9,7 +9,7 @@ Usage (as root): .venv/bin/python bench/containers.py [--runs N] [--fleet N]
 2. `docker run --rm IMG true` through the real docker CLI against shoald, and `shoal run --rm`.
    No Docker engine runs on this machine, so Docker's own figure is not measured here.
 3. A fleet of N detached containers started then removed through the docker CLI, and the PSS
-   of shoald with its helper processes (spawner, shims) while the fleet idles.
+   of shoald with its container monitor while the fleet idles.
 """
 
 from __future__ import annotations
@@ -107,18 +107,23 @@ def pss_kib(pid: int) -> int:
     return 0
 
 
-def daemon_side_pss(daemon_pid: int) -> tuple[int, int]:
-    """(KiB, process count) of shoald and every host-pid-namespace process it started."""
+def daemon_side_pss(daemon_pid: int, run_root: Path) -> tuple[int, int]:
+    """(KiB, process count) of shoald, the container monitor it started (detached on purpose,
+    so that it outlives a daemon restart) and every host-pid-namespace process of theirs."""
     host_ns = os.readlink("/proc/self/ns/pid")
     parents: dict[int, int] = {}
+    roots = {daemon_pid}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 stat = (entry / "stat").read_text()
                 parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-    family = {daemon_pid}
+            if "shoal.plugins.namespaces.monitor" in cmdline and str(run_root) in cmdline:
+                roots.add(int(entry.name))
+    family = set(roots)
     changed = True
     while changed:
         changed = False
@@ -175,7 +180,7 @@ def cli_benchmarks(tmp: Path, rootfs: Path, runs: int, fleet: int) -> None:
             ids.append(out.stdout.strip())
         started = time.perf_counter() - start
         time.sleep(1.0)
-        kib, count = daemon_side_pss(daemon.proc.pid)
+        kib, count = daemon_side_pss(daemon.proc.pid, tmp / "daemon" / "run")
         start = time.perf_counter()
         subprocess.run([client, "rm", "-f", *ids], env=env, check=True, stdout=subprocess.DEVNULL)
         removed = time.perf_counter() - start

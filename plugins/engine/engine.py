@@ -9,6 +9,7 @@ at start-up the engine re-adopts running ones from the store (live restore).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -347,13 +348,14 @@ class ContainerEngine:
                 out_fds = {STDOUT: out_r, STDERR: err_r}
                 stdio = Stdio(stdin=stdin_r, stdout=out_w, stderr=err_w)
             await self.resources.create(c.id, limits)
+            # The isolation provider places the process in its cgroup while it sets up.
+            spec = dataclasses.replace(spec, cgroup_procs=tuple(self.resources.procs_files(c.id)))
             process = None
             try:
                 process = await self.isolation.create(spec, stdio)
                 for fd in theirs:
                     os.close(fd)
                 theirs = []
-                await self.resources.add_process(c.id, process.pid)
                 await networking.attach(self.network, c, process.pid, endpoints)
                 await process.start()
             except BaseException as exc:

@@ -239,6 +239,14 @@ def _wait_for_maps(starter: socket.socket) -> None:
         raise Failure("user namespace mapping failed")
 
 
+def _wait_for_placement(starter: socket.socket) -> None:
+    """Wait until the starter has put this process in its cgroups (spec.cgroup_procs)."""
+    wire.send(starter, {"cgroup": True})
+    reply, _ = wire.recv(starter, 4096)
+    if not reply or not reply.get("placed"):
+        raise Failure((reply or {}).get("error") or "cgroup placement failed")
+
+
 def container_init(spec: RuntimeSpec, stdio: dict[int, int], terminal: bool, etc_sources: dict[str, str],
                    ctl: socket.socket, starter: socket.socket, init_fd: int | None = None) -> None:
     """Set up a new container in this process (PID 1 of its pid namespace) and run it.
@@ -290,6 +298,8 @@ def container_init(spec: RuntimeSpec, stdio: dict[int, int], terminal: bool, etc
             os.setsid()
         if spec.readonly_rootfs:
             rootfs.readonly_root()
+        if spec.cgroup_procs:
+            _wait_for_placement(starter)
         # The starter exits once this socket closes: its death must not kill us.
         sc.prctl(sc.PR_SET_PDEATHSIG, 0)
         starter.close()

@@ -65,6 +65,23 @@ def _run_child(request: dict[str, Any], stdio: dict[int, int], ctl: socket.socke
     os._exit(child.SETUP_FAILED)
 
 
+def _place(pid: int, request: dict[str, Any]) -> str:
+    """Write the container process's PID into its cgroup.procs files; "" or the error.
+
+    Done here, while the container process sets up its mounts: on cgroup v1 the kernel's
+    first attach after a quiet spell waits ~10 ms for an RCU grace period.
+    """
+    if request["op"] != "create":
+        return ""
+    for path in request["spec"].cgroup_procs:
+        try:
+            with open(path, "w") as f:
+                f.write(str(pid))
+        except OSError as e:
+            return f"cannot place the process in {path}: {e.strerror or e}"
+    return ""
+
+
 def _report(pid: int, held: list[str], ctl: socket.socket, monitor: socket.socket) -> None:
     # The monitor first: it must know the PID before the process can become its child.
     wire.send(monitor, {"pid": pid})
@@ -95,10 +112,12 @@ def run_starter(request: dict[str, Any], ctl: socket.socket, stdio: dict[int, in
         for fd in set(stdio.values()):
             os.close(fd)
         intermediate = request["op"] == "create" and child.pid_one_forked_inside(request["spec"].namespaces)
+        placement = ""
         if not intermediate:
             _report(pid, request["held"], ctl, monitor)
             reported = True
             ctl.close()
+            placement = _place(pid, request)
         while True:
             message, got = wire.recv(ours, 4096)
             if message is None:
@@ -110,6 +129,9 @@ def run_starter(request: dict[str, Any], ctl: socket.socket, stdio: dict[int, in
                 _report(message["pid"], request["held"], ctl, monitor)
                 reported = True
                 ctl.close()
+                placement = _place(message["pid"], request)
+            elif message.get("cgroup"):
+                wire.send(ours, {"error": placement} if placement else {"placed": True})
             elif message.get("pty"):
                 wire.send(monitor, {"pty": True}, got)
                 os.close(got[0])
