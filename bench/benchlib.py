@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 
 def time_command(argv: Sequence[str], runs: int, warmup: int = 2, **kwargs: object) -> list[float]:
@@ -41,3 +43,16 @@ def print_table(title: str, rows: Sequence[tuple[str, Sequence[float], str]]) ->
         ordered = sorted(samples)
         p90 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
         print(f"{label:44} {ms(samples):>9} {p90 * 1000:8.1f} {ordered[0] * 1000:8.1f}  {note}")
+
+
+def runc_bundle(root: Path, rootfs: Path) -> Path:
+    """An OCI bundle (made by ``runc spec``) that runs /bin/true in ``rootfs``."""
+    bundle = root / "bundle"
+    bundle.mkdir()
+    subprocess.run(["runc", "spec"], cwd=bundle, check=True)
+    config = json.loads((bundle / "config.json").read_text())
+    config["root"] = {"path": str(rootfs), "readonly": False}
+    config["process"]["args"] = ["/bin/true"]
+    config["process"]["terminal"] = False
+    (bundle / "config.json").write_text(json.dumps(config))
+    return bundle

@@ -19,7 +19,6 @@ cgroups belong to the resources slot.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -35,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from shoaltest import make_busybox_rootfs  # noqa: E402
 
+from benchlib import runc_bundle  # noqa: E402
+
 from shoal.plugins.namespaces import DEFAULT_CAPABILITIES  # noqa: E402
 from shoal.plugins.namespaces.isolation import NamespaceIsolation  # noqa: E402
 from shoal.runtime import DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, ProcessSpec, RuntimeSpec  # noqa: E402
@@ -42,18 +43,6 @@ from shoal.slots import Stdio  # noqa: E402
 
 MASKED = DEFAULT_MASKED_PATHS
 READONLY = DEFAULT_READONLY_PATHS
-
-
-def make_bundle(root: Path, rootfs: Path) -> Path:
-    bundle = root / "bundle"
-    bundle.mkdir()
-    subprocess.run(["runc", "spec"], cwd=bundle, check=True)
-    config = json.loads((bundle / "config.json").read_text())
-    config["root"] = {"path": str(rootfs), "readonly": False}
-    config["process"]["args"] = ["/bin/true"]
-    config["process"]["terminal"] = False
-    (bundle / "config.json").write_text(json.dumps(config))
-    return bundle
 
 
 def runtime_command(name: str, bundle: Path) -> tuple[list[str], str] | None:
@@ -183,7 +172,7 @@ async def main() -> None:
         root = Path(tmp)
         rootfs = root / "rootfs"
         make_busybox_rootfs(rootfs)
-        bundle = make_bundle(root, rootfs) if shutil.which("runc") else None
+        bundle = runc_bundle(root, rootfs) if shutil.which("runc") else None
         peers = {}
         for name in ("runc", "crun"):
             found = runtime_command(name, bundle) if bundle else None

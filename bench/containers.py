@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import shutil
 import statistics
@@ -32,25 +31,13 @@ import trio
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from benchlib import print_table  # noqa: E402
+from benchlib import print_table, runc_bundle  # noqa: E402
 from shoaltest import make_busybox_rootfs, run_daemon  # noqa: E402
 
 from shoal import open_engine  # noqa: E402
 from shoal.config import load_config  # noqa: E402
 
 IMAGE = "busybox:bench"
-
-
-def runc_bundle(tmp: Path, rootfs: Path) -> Path:
-    bundle = tmp / "bundle"
-    bundle.mkdir()
-    subprocess.run(["runc", "spec"], cwd=bundle, check=True)
-    config = json.loads((bundle / "config.json").read_text())
-    config["root"] = {"path": str(rootfs), "readonly": False}
-    config["process"]["args"] = ["/bin/true"]
-    config["process"]["terminal"] = False
-    (bundle / "config.json").write_text(json.dumps(config))
-    return bundle
 
 
 def peer_runs(name: str, bundle: Path) -> tuple[list[str], str] | None:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .catalog import Catalog, PluginLoadError
-from .decode import decode_dataclass, describe_type, show, suggest
+from .decode import decode_dataclass, show, suggest
 from .errors import ShoalError
 from .plugin import Plugin, setting
 from .slots import SLOTS

@@ -57,3 +57,15 @@ def _restore_host_sysctls() -> Iterator[None]:
     if IS_ROOT:
         for path, value in saved.items():
             Path(path).write_text(value)
+
+
+@pytest.fixture(scope="session")
+def busybox_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A root filesystem of Debian's busybox-static with its applets (see shoaltest)."""
+    from shoaltest import BUSYBOX, make_busybox_rootfs
+
+    if not os.path.exists(BUSYBOX):
+        pytest.skip("busybox-static is not installed (apt-get install -y busybox-static)")
+    root = tmp_path_factory.mktemp("busybox")
+    make_busybox_rootfs(root)
+    return root

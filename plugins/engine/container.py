@@ -18,7 +18,7 @@ import trio
 from shoal.containers import Attachment
 from shoal.slots import ContainerProcess
 
-from .humanize import human_duration
+from shoal.humanize import human_duration
 from .logs import JsonFileLog, rfc3339_nano
 from .streams import OutputHub, StdinPipe
 

@@ -32,7 +32,7 @@ from shoal.slots import ContainerProcess, Stdio
 
 from . import logs as logfile
 from . import networking
-from .container import ZERO_TIME, Container, new_state, now, parse_time
+from .container import ZERO_TIME, Container, new_state, now
 from .names import check_name, generate_name
 from .spec import (
     DEFAULT_STOP_TIMEOUT,
@@ -362,7 +362,7 @@ class ContainerEngine:
                 with trio.CancelScope(shield=True):
                     if process is not None:
                         process.kill(signals.SIGKILL)
-                        code = await process.wait()
+                        await process.wait()
                         c.record["Process"] = process.state()
                         process.close()
                     await self.resources.remove(c.id)
@@ -652,7 +652,7 @@ class ContainerEngine:
         c = self._get(id)
         new = check_name(name)
         if new == c.name:
-            raise Conflict(f"Renaming a container with the same name as its current name")
+            raise Conflict("Renaming a container with the same name as its current name")
         if new in self._names:
             raise Conflict(f'Conflict. The container name "/{new}" is already in use by container "{self._names[new]}". '
                            "You have to remove (or rename) that container to be able to reuse that name.")  # fmt: skip

@@ -257,7 +257,7 @@ def restart_policy(host: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidArgument(f"invalid restart policy '{name}'")
     retries = policy.get("MaximumRetryCount", 0) or 0
     if name != "on-failure" and retries:
-        raise InvalidArgument(f"invalid restart policy: maximum retry count can only be used with 'on-failure'")
+        raise InvalidArgument("invalid restart policy: maximum retry count can only be used with 'on-failure'")
     if retries < 0:
         raise InvalidArgument("invalid restart policy: maximum retry count cannot be negative")
     if name != "no" and host.get("AutoRemove"):

@@ -21,7 +21,7 @@ async def top(pids: list[int], ps_args: str) -> dict[str, Any]:
         raise InvalidArgument("ps printed nothing")
     titles = lines[0].split()
     if "PID" not in titles:
-        raise InvalidArgument(f"Couldn't find PID field in ps output")
+        raise InvalidArgument("Couldn't find PID field in ps output")
     column = titles.index("PID")
     wanted = set(pids)
     processes = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,7 +11,6 @@ import pytest
 
 from shoal import open_engine
 from shoal.config import parse_config
-from shoaltest import BUSYBOX, make_busybox_rootfs
 
 IMAGE = "busybox:test"
 
@@ -29,15 +27,6 @@ parent = "{cgroup_parent}"
 [plugins.sqlite]
 synchronous = "normal"
 """
-
-
-@pytest.fixture(scope="session")
-def busybox_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not os.path.exists(BUSYBOX):
-        pytest.skip("busybox-static is not installed (apt-get install -y busybox-static)")
-    root = tmp_path_factory.mktemp("busybox")
-    make_busybox_rootfs(root)
-    return root
 
 
 class EngineHarness:

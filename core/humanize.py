@@ -1,23 +1,23 @@
-"""Durations as Docker prints them ("Up 3 seconds", "2 minutes ago")."""
+"""Durations as Docker prints them ("Up 3 seconds", "2 minutes ago"), for the engine and the CLI."""
 
 from __future__ import annotations
 
 
 def human_duration(seconds: float) -> str:
-    """Go's units.HumanDuration: "Less than a second", "About a minute", "3 hours"..."""
-    s = int(seconds)
-    if s < 1:
+    """A rough, friendly duration as Docker prints it: ``3 seconds``, ``About an hour``, ``2 weeks``."""
+    whole = int(seconds)
+    if whole < 1:
         return "Less than a second"
-    if s == 1:
+    if whole == 1:
         return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
+    if whole < 60:
+        return f"{whole} seconds"
+    minutes = int(seconds / 60)
     if minutes == 1:
         return "About a minute"
     if minutes < 60:
         return f"{minutes} minutes"
-    hours = round(s / 3600)
+    hours = int(seconds / 3600 + 0.5)
     if hours == 1:
         return "About an hour"
     if hours < 48:
@@ -28,4 +28,4 @@ def human_duration(seconds: float) -> str:
         return f"{hours // 24 // 7} weeks"
     if hours < 24 * 365 * 2:
         return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
+    return f"{int(seconds / 3600) // 24 // 365} years"
