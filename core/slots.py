@@ -1148,8 +1148,12 @@ class Membership(Protocol):
 class Transport(Protocol):
     """Authenticated byte streams between nodes (TCP with mutual TLS, or in memory).
 
+    The peer's identity given to ``serve``'s handler is the common name of its certificate
+    ("" when the transport authenticates nobody).
+
     Implementers:
-        The swarm ``tls-transport`` plugin; an in-memory transport for tests.
+        ``shoal.plugins.raft.transport``: ``TlsTransport`` (certificates from files),
+        ``TcpTransport`` and ``MemoryTransport`` (tests); the swarm ``tls-transport`` plugin.
     """
 
     async def connect(self, address: str) -> trio.abc.Stream:

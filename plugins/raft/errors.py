@@ -48,3 +48,7 @@ class EntryUnavailable(RaftError):
 
 class SnapshotOutOfDate(RaftError):
     """A snapshot older than the one already held was offered."""
+
+
+class NoQuorum(RaftError):
+    """A request could not be committed or confirmed in time: no quorum of voters is reachable."""
