@@ -41,3 +41,11 @@ class InvalidArgument(ShoalError):
 
 class NotModified(ShoalError):
     """The request asked for a state the object is already in (HTTP 304 in the Engine API)."""
+
+
+class Forbidden(ShoalError):
+    """The request is understood but not allowed on this object (HTTP 403)."""
+
+
+class Unavailable(ShoalError):
+    """The service cannot answer now (no quorum, a peer unreachable): try again (HTTP 503)."""

@@ -20,7 +20,7 @@ import h11
 import trio
 
 from shoal import __version__
-from shoal.errors import Conflict, InvalidArgument, NotFound, ShoalError
+from shoal.errors import Conflict, Forbidden, InvalidArgument, NotFound, NotModified, ShoalError, Unavailable
 
 from .http import READ_SIZE, Hijack, HttpConnection, HttpError, RawStream, Request, Response, hijack_head, response_headers
 from .routes import API_VERSION, RouteTable, split_version
@@ -46,6 +46,12 @@ def error_response(exc: BaseException) -> Response:
         return Response.error(409, str(exc))
     if isinstance(exc, InvalidArgument):
         return Response.error(400, str(exc))
+    if isinstance(exc, Forbidden):
+        return Response.error(403, str(exc))
+    if isinstance(exc, NotModified):
+        return Response.error(304, str(exc))
+    if isinstance(exc, Unavailable):
+        return Response.error(503, str(exc))
     if isinstance(exc, ShoalError):
         return Response.error(500, str(exc))
     return Response.error(500, f"internal error: {type(exc).__name__}: {exc}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shoal.errors import InvalidArgument, ShoalError
+from shoal.errors import InvalidArgument, ShoalError, Unavailable
 
 
 class RaftError(ShoalError):
@@ -50,5 +50,5 @@ class SnapshotOutOfDate(RaftError):
     """A snapshot older than the one already held was offered."""
 
 
-class NoQuorum(RaftError):
+class NoQuorum(RaftError, Unavailable):
     """A request could not be committed or confirmed in time: no quorum of voters is reachable."""
