@@ -1,3 +1,6 @@
+"""How the frontend turns engine errors into HTTP statuses."""
+
+from __future__ import annotations
 
 
 def test_error_statuses_follow_the_error_kind() -> None:
