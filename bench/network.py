@@ -45,8 +45,7 @@ def config(data: Path, tag: str, octet: int) -> str:
 data_root = "{data}"
 run_root = "{data}/run"
 [load]
-enable = ["sqlite", "local-membership", "namespaces", "cgroups", "images", "overlay", "engine"]
-modules = ["shoal.plugins.bridge:plugin"]
+enable = ["sqlite", "local-membership", "namespaces", "cgroups", "images", "overlay", "bridge", "engine"]
 [plugins.cgroups]
 parent = "shoal-bench-{tag}"
 [plugins.bridge]

@@ -787,6 +787,21 @@ class Network(Protocol):
             Network providers.
         """
 
+    async def sandbox(self, container: str) -> str | None:
+        """Offer a network namespace made ahead of time for a container to join.
+
+        A provider that keeps ready namespaces (lo up, a veth pair in place) spares the start
+        path the kernel's namespace and link creation; ``attach`` then only configures it.
+
+        Args:
+            container: the container's id.
+        Returns:
+            The path of a namespace to join (the container's ``namespaces["net"]``), or None:
+            the container makes its own.
+        Implementers:
+            Network providers; one without such a pool returns None.
+        """
+
     async def allocate(self, container: str, name: str, network: str, options: Mapping[str, Any]) -> Endpoint:
         """Reserve a container's address and published ports on a network (idempotent).
 

@@ -30,7 +30,9 @@ class BridgeConfig:
     mtu: int = setting(1500, "MTU of bridges and container interfaces.")
     port_range: str = setting("49153-60999", "Host ports handed out for -P and -p CONTAINER_PORT.")
     dns_upstreams: list[str] = setting(factory=list, doc="Resolvers the embedded DNS forwards to; empty: the host's.")
-    remove_on_exit: bool = setting(False, "At shutdown, remove the default bridge and the rules when nothing is attached.")
+    pool_size: int = setting(4, "Network namespaces with a veth pair kept ready for starting containers (0: none).")
+    spare_prefix: str = setting("shs", "Name prefix of the host ends of the ready veth pairs (links shoal owns).")
+    remove_on_exit: bool = setting(True, "At shutdown, remove the bridges and the rules when no container is attached.")
 
 
 def probe(config: BridgeConfig) -> str | None:
@@ -58,6 +60,8 @@ async def setup(ctx: PluginContext) -> AsyncIterator[object]:
         port_range=(int(low), int(high or low)),
         dns_upstreams=tuple(config.dns_upstreams),
         remove_on_exit=config.remove_on_exit,
+        pool_size=config.pool_size,
+        spare_prefix=config.spare_prefix,
     )
     driver = BridgeDriver(ctx.slot("store"), settings)
     await driver.start()

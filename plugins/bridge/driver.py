@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import secrets
 import socket
 import time
@@ -27,6 +28,7 @@ from shoal.errors import Conflict, InvalidArgument, NotFound
 from shoal.slots import Endpoint
 
 from . import dns, ipam, netlink, ports, rules
+from .pool import SparePool
 
 log = logging.getLogger("shoal.bridge")
 
@@ -34,6 +36,9 @@ KIND = "network"
 DEFAULT = "bridge"
 #: Networks every engine shows; only ``bridge`` is a real bridge.
 PREDEFINED = ("bridge", "host", "none")
+#: Seconds without a container start after which released links and namespaces are removed,
+#: and the longest they wait for such a pause.
+QUIET, REAP_DELAY = 0.05, 1.0
 #: The short id of the two networks that exist only as modes.
 _MODE_IDS = {"host": "0" * 63 + "1", "none": "0" * 63 + "2"}
 
@@ -56,6 +61,8 @@ class BridgeSettings:
     port_range: tuple[int, int]
     dns_upstreams: tuple[str, ...]
     remove_on_exit: bool
+    pool_size: int = 0
+    spare_prefix: str = "shs"
 
 
 def _now() -> str:
@@ -92,20 +99,40 @@ class BridgeDriver:
         self._versions: dict[str, int] = {}
         self._held: dict[tuple[str, str], list[socket.socket]] = {}  # (container, network) -> port sockets
         self.dns = dns.DnsServer(self._resolve, self._upstreams)
-        # Deleting a veth waits for the kernel's RCU grace period (~15 ms): the driver does it
-        # after the container's exit has been recorded, not on the way.
+        # Removing a namespace or a veth holds the kernel's network-wide lock for milliseconds
+        # and stalls any container start meanwhile: the driver does it in the background, when
+        # no container has started for a moment, many at once (the kernel batches them).
         self._doomed: set[str] = set()
-        self._unplug_send, self._unplug_receive = trio.open_memory_channel[str](math.inf)
+        self._reap_wanted = trio.Event()
+        self._last_start = -math.inf
+        self._host = netlink.RouteSocket()  # kept open: one less socket per container start
+        self.pool = SparePool(self._host, settings.pool_size, settings.spare_prefix, settings.mtu)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The driver's service: the DNS responder and the removal of released veths."""
+        """The driver's service: the DNS responder, the spare namespaces and the removal of
+        released veths."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.dns.run)
+            await nursery.start(self.pool.run)
             task_status.started()
-            async for name in self._unplug_receive:
-                if name in self._doomed:
-                    await trio.to_thread.run_sync(netlink.unplug, name)
-                    self._doomed.discard(name)
+            while True:
+                await self._reap_wanted.wait()
+                self._reap_wanted = trio.Event()
+                await self._quiet()
+                await self._reap()
+
+    async def _quiet(self) -> None:
+        """Return once no container has started for ``QUIET`` seconds (or after ``REAP_DELAY``)."""
+        deadline = trio.current_time() + REAP_DELAY
+        while (now := trio.current_time()) < deadline and now - self._last_start < QUIET:
+            await trio.sleep(min(QUIET - (now - self._last_start), deadline - now))
+
+    async def _reap(self) -> None:
+        names = sorted(self._doomed)
+        self.pool.bury()
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(netlink.reap, names)
+        self._doomed.difference_update(names)
 
     # ------------------------------------------------------------------ start and stop
 
@@ -132,20 +159,19 @@ class BridgeDriver:
         await self._apply_rules()
 
     async def close(self) -> None:
-        """Release the daemon's own resources; with ``remove_on_exit`` also the default bridge
-        and the rules when no container is attached anywhere (containers outlive the daemon)."""
+        """Release the daemon's own resources; with ``remove_on_exit`` also every bridge and the
+        rules, unless a container still uses them (containers outlive the daemon: a restarted
+        daemon finds them live and keeps their networks)."""
         for key in list(self._held):
             for sock in self._held.pop(key):
                 sock.close()
         with trio.CancelScope(shield=True):
-            for name in list(self._doomed):
-                await trio.to_thread.run_sync(netlink.unplug, name)
-            self._doomed.clear()
-        if not self.settings.remove_on_exit or any(n["endpoints"] for n in self._networks.values()):
-            return
-        if any(not n.get("default") for n in self._networks.values()):
-            return
-        with trio.CancelScope(shield=True):
+            await self.pool.close()
+            await self._reap()
+            self._host.close()
+            if not self.settings.remove_on_exit or any(n["endpoints"] for n in self._networks.values()):
+                return
+            # The networks stay in the store: the next start makes their bridges again.
             await rules.remove(self.settings.table)
             for net in self._networks.values():
                 await trio.to_thread.run_sync(netlink.delete_link, net["bridge"])
@@ -463,8 +489,18 @@ class BridgeDriver:
                             container_if=options.get("interface") or "eth0", address=ep.ipv4 or "",
                             prefixlen=ep.prefixlen, gateway=ep.gateway if options.get("default_route", True) else None,
                             mac=ep.mac or "", mtu=mtu)  # fmt: skip
+        if options.get("ip") and self._doomed:
+            # A fixed address may have just been released by a container whose pair is still
+            # on the bridge (same address, same MAC): remove it first.
+            await self._reap()
+        self._last_start = trio.current_time()
+        spare = self.pool.unwired(container) if plug.container_if == "eth0" else None
         try:
-            await trio.to_thread.run_sync(netlink.plug, plug)
+            if spare is not None and _same_namespace(netns, spare.fd):
+                await trio.to_thread.run_sync(netlink.wire, spare, plug, self._host)
+                self.pool.wired(container)
+            else:
+                await trio.to_thread.run_sync(netlink.plug, plug, self._host)
             if ep.nameserver and not self.dns.serving(container):
                 self.dns.serve(container, await trio.to_thread.run_sync(dns.open_socket, netns))
         except BaseException:
@@ -472,6 +508,15 @@ class BridgeDriver:
                 await self.detach(container, ep.network_id)
             raise
         return ep
+
+    async def sandbox(self, container: str) -> str | None:
+        """A network namespace made ahead for the container to join (None: make its own).
+
+        Joining it and then ``attach`` is much cheaper than a new namespace and a new veth
+        pair; ``release`` lets it go.
+        """
+        self._last_start = trio.current_time()
+        return self.pool.take(container)
 
     async def restore(self, container: str, netns: str) -> None:
         """After a daemon restart: hold a running container's ports and answer its DNS again."""
@@ -498,7 +543,7 @@ class BridgeDriver:
             if ep is None:
                 return
             self._doomed.add(ep["host_if"])
-            self._unplug_send.send_nowait(ep["host_if"])
+            self._reap_wanted.set()
             await self._forget_endpoint(container, net["Id"])
             if ep.get("ports"):
                 await self._apply_rules()
@@ -517,6 +562,8 @@ class BridgeDriver:
         """Detach a container from every network it is on."""
         for nid in [nid for nid, n in self._networks.items() if container in n["endpoints"]]:
             await self.detach(container, nid)
+        if self.pool.retire(container):
+            self._reap_wanted.set()
 
     async def reconcile(self, keep: Collection[str]) -> None:
         """Release the endpoints of every container not in ``keep`` (ended while the daemon was away)."""
@@ -548,6 +595,15 @@ class BridgeDriver:
         if self.settings.dns_upstreams:
             return [_upstream(u) for u in self.settings.dns_upstreams]
         return host_resolvers()
+
+
+def _same_namespace(path: str, fd: int) -> bool:
+    """Whether the namespace at ``path`` is the one ``fd`` refers to."""
+    try:
+        there, here = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (there.st_dev, there.st_ino) == (here.st_dev, here.st_ino)
 
 
 def _label_matches(labels: Mapping[str, str], spec: str) -> bool:

@@ -22,6 +22,34 @@ def _setns(fd: int) -> None:
         raise OSError(errno, os.strerror(errno))
 
 
+def _unshare() -> None:
+    if _libc.unshare(CLONE_NEWNET) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno))
+
+
+@contextmanager
+def created() -> Iterator[int]:
+    """Run the block in a new network namespace (this thread only); yields a descriptor of it.
+
+    The descriptor keeps the namespace alive after the block: the caller closes it.
+    """
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _unshare()
+        try:
+            fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                yield fd
+            except BaseException:
+                os.close(fd)
+                raise
+        finally:
+            _setns(home)
+    finally:
+        os.close(home)
+
+
 @contextmanager
 def entered(path: str) -> Iterator[None]:
     """Run the block in the network namespace at ``path`` (this thread only)."""

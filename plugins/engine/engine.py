@@ -324,6 +324,7 @@ class ContainerEngine:
         mounts = await self._mounts(c)
         namespaces = self._namespaces(c)
         endpoints = await networking.prepare(self.network, c)
+        await networking.sandbox(self.network, c, namespaces)
         etc = etc_files(config, networking.etc_host(host, endpoints), networking.addresses(endpoints))
         spec = runtime_spec(c.id, config, host, c.record["Rootfs"], mounts, namespaces, etc)
         tty = bool(config.get("Tty"))

@@ -127,6 +127,15 @@ async def prepare(network: Any, c: Container) -> list[Endpoint]:
     return endpoints
 
 
+async def sandbox(network: Any, c: Container, namespaces: dict[str, str | None]) -> None:
+    """Let a container that would get a new network namespace join one the provider made ahead."""
+    if network is None or namespaces.get("net", "") is not None or _primary(c.host_config) is None:
+        return
+    path = await network.sandbox(c.id)
+    if path:
+        namespaces["net"] = path
+
+
 def etc_host(host: Mapping[str, Any], endpoints: list[Endpoint]) -> Mapping[str, Any]:
     """HostConfig as ``etc_files`` should see it: the embedded DNS as the only nameserver."""
     nameserver = next((ep.nameserver for ep in endpoints if ep.nameserver), None)

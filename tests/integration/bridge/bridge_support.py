@@ -33,6 +33,7 @@ class Names:
         self.bridge = f"s{tag}b0"
         self.bridge_prefix = f"s{tag}n"
         self.veth_prefix = f"s{tag}v"
+        self.spare_prefix = f"s{tag}s"
         self.table = f"shoal_t{tag}"
         octet = random.randrange(200, 250)
         self.default_subnet = f"10.{octet}.0.0/24"
@@ -42,7 +43,7 @@ class Names:
     def links(self) -> list[str]:
         out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
         names = [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
-        return [n for n in names if n.startswith((self.bridge, self.bridge_prefix, self.veth_prefix))]
+        return [n for n in names if n.startswith((self.bridge, self.bridge_prefix, self.veth_prefix, self.spare_prefix))]
 
     def table_exists(self) -> bool:
         out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
@@ -71,6 +72,7 @@ default_subnet = "{names.default_subnet}"
 pools = ["{names.pool}"]
 bridge_prefix = "{names.bridge_prefix}"
 veth_prefix = "{names.veth_prefix}"
+spare_prefix = "{names.spare_prefix}"
 table = "{names.table}"
 port_range = "43000-43999"
 dns_upstreams = ["127.0.0.1:9"]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import socket
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -100,6 +103,11 @@ async def test_published_port_from_host_loopback_and_from_another_container(engi
         raise AssertionError("published port never answered")
 
     await trio.to_thread.run_sync(send, local_port)
+    # The first nc must have taken its message before the second connection is made.
+    containers = engine.slot("containers")  # type: ignore[attr-defined]
+    with trio.fail_after(10):
+        while b"from-host" not in b"".join([d async for _, d in containers.logs(server)]):
+            await trio.sleep(0.05)
     gateway = (await inspect(engine, server))["NetworkSettings"]["Networks"]["web"]["Gateway"]
     client = await run_in(engine, "peer", f"for i in $(seq 50); do echo from-peer | nc {gateway} {port} && break; sleep 0.1; done")
     assert (await output(engine, client))[0] == 0
@@ -112,10 +120,13 @@ async def test_taken_port_is_refused_and_nothing_is_half_made(engine: object, ha
     containers = engine.slot("containers")  # type: ignore[attr-defined]
     second = await containers.create({"Image": "busybox:test", "Cmd": ["sh", "-c", SLEEP],
                                       "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": str(port)}]}}})  # fmt: skip
-    links = harness.names.links()
+    def links() -> list[str]:  # the ready spares come and go on their own
+        return [n for n in harness.names.links() if not n.startswith(harness.names.spare_prefix)]
+
+    before = links()
     with pytest.raises(Conflict, match=f"0.0.0.0:{port} failed: port is already allocated"):
         await containers.start(second["Id"])
-    assert harness.names.links() == links
+    assert links() == before
     assert (await inspect(engine, second["Id"]))["State"]["Status"] == "created"
     with socket.socket() as s, pytest.raises(OSError):
         s.bind(("0.0.0.0", port))  # still held for the first container
@@ -214,7 +225,6 @@ async def test_a_crash_leaves_no_link_or_rule_after_the_next_start(harness: Harn
         cid = await run_in(engine, "victim", SLEEP, network="doomed", PortBindings={"80/tcp": [{"HostPort": str(free_port())}]})
         pid = (await inspect(engine, cid))["State"]["Pid"]
     # While the daemon is away: the container dies, and a half-made veth is left over.
-    import os
     import signal
 
     os.kill(pid, signal.SIGKILL)
@@ -230,3 +240,50 @@ async def test_a_crash_leaves_no_link_or_rule_after_the_next_start(harness: Harn
         assert leftover == []
         rules = subprocess.run(["nft", "list", "table", "ip", names.table], capture_output=True, text=True, check=True).stdout
         assert "dnat to" not in rules
+
+
+async def test_containers_join_ready_namespaces_and_all_goes_with_the_engine(harness: Harness) -> None:
+    names = harness.names
+    async with harness.open() as engine:
+        network = engine.slot("network")  # type: ignore[attr-defined]
+        for _ in range(200):  # the pool fills in the background
+            if len([n for n in names.links() if n.startswith(names.spare_prefix)]) == network.settings.pool_size:
+                break
+            await trio.sleep(0.01)
+        spares = [n for n in names.links() if n.startswith(names.spare_prefix)]
+        assert len(spares) == network.settings.pool_size > 0
+        await network.create_network({"Name": "kept"})
+        cid = await run_in(engine, "pooled", "ip -o addr show eth0; ip route; ip -o link show eth0; sleep 1")
+        settings = dict((await inspect(engine, cid))["NetworkSettings"])  # the run's, not updated later
+        # One spare was taken: its host end now carries the endpoint's name.
+        assert len([n for n in spares if n not in names.links()]) == 1
+        code, text = await output(engine, cid)
+        assert code == 0
+        assert f"inet {settings['IPAddress']}/{settings['IPPrefixLen']}" in text
+        assert f"default via {settings['Gateway']} dev eth0" in text
+        assert settings["MacAddress"] in text
+    # Nothing is left once the engine closes with no container: no spare, bridge or table.
+    assert names.links() == [] and not names.table_exists()
+    async with harness.open() as engine:  # the user-defined network comes back with its bridge
+        assert (await engine.slot("network").inspect_network("kept"))["Name"] == "kept"  # type: ignore[attr-defined]
+        assert names.bridge_prefix in " ".join(names.links())
+
+
+def test_spares_go_with_a_crashed_daemon() -> None:
+    prefix = f"s{secrets.token_hex(2)}c"
+    script = (
+        "import sys; from shoal.plugins.bridge import netlink\n"
+        "host = netlink.RouteSocket()\n"
+        f"spares = [netlink.make_spare(host, '{prefix}' + str(i), 1500) for i in range(3)]\n"
+        "print('ready', flush=True); sys.stdin.read()\n"
+    )
+    with subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as daemon:
+        try:
+            assert daemon.stdout is not None and daemon.stdout.readline() == "ready\n"
+            assert all(os.path.exists(f"/sys/class/net/{prefix}{i}") for i in range(3))
+        finally:
+            daemon.kill()
+    deadline = time.monotonic() + 5
+    while any(os.path.exists(f"/sys/class/net/{prefix}{i}") for i in range(3)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(os.path.exists(f"/sys/class/net/{prefix}{i}") for i in range(3))
