@@ -98,6 +98,8 @@ class BridgeDriver:
         self._networks: dict[str, dict[str, Any]] = {}  # id -> data, a mirror of the store
         self._versions: dict[str, int] = {}
         self._held: dict[tuple[str, str], list[socket.socket]] = {}  # (container, network) -> port sockets
+        #: Whether this daemon turned IPv4 forwarding on (and so turns it off when it removes all).
+        self._turned_forwarding_on = False
         self.dns = dns.DnsServer(self._resolve, self._upstreams)
         # Removing a namespace or a veth holds the kernel's network-wide lock for milliseconds
         # and stalls any container start meanwhile: the driver does it in the background, when
@@ -144,7 +146,7 @@ class BridgeDriver:
             subnet = ipam.parse_subnet(self.settings.default_subnet)
             await self._create_record(DEFAULT, subnet, ipam.default_gateway(subnet), self.settings.bridge,
                                       internal=False, labels={}, options={}, default=True)  # fmt: skip
-        await trio.to_thread.run_sync(netlink.enable_forwarding)
+        self._turned_forwarding_on = await trio.to_thread.run_sync(netlink.enable_forwarding)
         wanted_links = set()
         for net in self._networks.values():
             wanted_links.add(net["bridge"])
@@ -175,6 +177,8 @@ class BridgeDriver:
             await rules.remove(self.settings.table)
             for net in self._networks.values():
                 await trio.to_thread.run_sync(netlink.delete_link, net["bridge"])
+            if self._turned_forwarding_on:
+                await trio.to_thread.run_sync(netlink.disable_forwarding)
 
     async def _make_bridge(self, net: Mapping[str, Any]) -> None:
         subnet = IPv4Network(net["IPAM"]["Config"][0]["Subnet"])

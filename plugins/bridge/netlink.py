@@ -174,10 +174,19 @@ def ensure_bridge(name: str, gateway: str, prefixlen: int, mtu: int) -> None:
     _sysctl(f"/proc/sys/net/ipv4/conf/{name}/route_localnet", "1")
 
 
-def enable_forwarding() -> None:
-    """Let the host route between bridges and its uplinks (what any bridge network needs)."""
+def enable_forwarding() -> bool:
+    """Let the host route between bridges and its uplinks (what any bridge network needs).
+
+    Returns whether it was off, so that whoever turned it on can turn it off again.
+    """
     if Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() != "1":
         _sysctl("/proc/sys/net/ipv4/ip_forward", "1")
+        return True
+    return False
+
+
+def disable_forwarding() -> None:
+    _sysctl("/proc/sys/net/ipv4/ip_forward", "0")
 
 
 def delete_link(name: str) -> None:
