@@ -44,14 +44,20 @@ def start_error_status(message: str) -> int:
 
 
 def create_container(api: Client, body: dict[str, Any], name: str | None) -> str:
-    """``POST /containers/create``; the new container's ID. A missing image is reported as
-    Docker reports it before pulling (pulling is not part of ``run`` yet)."""
+    """``POST /containers/create``; the new container's ID. A missing image is pulled first,
+    its progress on stderr, as the docker CLI does."""
     try:
         created = api.post("/containers/create", {"name": name}, body)
     except APIError as exc:
-        if exc.status == 404:
-            print_error(f"Unable to find image '{with_default_tag(body['Image'])}' locally")
-        raise
+        if exc.status != 404 or "image" not in exc.message.lower():
+            raise
+        reference = with_default_tag(body["Image"])
+        print_error(f"Unable to find image '{reference}' locally")
+        from .image_cmds import pull
+
+        with contextlib.redirect_stdout(sys.stderr):
+            pull.__wrapped__([reference])  # undecorated: a failed pull is this command's error
+        created = api.post("/containers/create", {"name": name}, body)
     for warning in created.get("Warnings") or ():
         print_error(f"WARNING: {warning}")
     return created["Id"]

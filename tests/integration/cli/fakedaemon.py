@@ -209,6 +209,11 @@ class FakeDaemon:
                                                  self.next_runs_until_killed)  # fmt: skip
             ex.send_json(201, {"Id": cid, "Warnings": []})
 
+        @self.route("POST", "/images/create")
+        def pull(ex: Exchange) -> None:
+            name = ex.request.query.get("fromImage", "")
+            ex.error(404, f"pull access denied for {name}, repository does not exist or may require 'docker login'")
+
         @self.route("POST", "/containers/([^/]+)/attach")
         def attach(ex: Exchange) -> None:
             container = self.container(ex.request.path.split("/")[2])

@@ -79,9 +79,11 @@ def test_command_not_found_exits_127(host: str) -> None:
 
 
 def test_unknown_image_and_bad_memory(host: str) -> None:
-    result = _shoal(host, "run", "--rm", "nosuch:9", "true")
+    # A registry on a closed loopback port: the pull that follows never leaves this machine.
+    result = _shoal(host, "run", "--rm", "127.0.0.1:9/nosuch:9", "true")
     assert result.returncode == 125
-    assert result.stderr.startswith(b"Unable to find image 'nosuch:9' locally\nError response from daemon: ")
+    assert result.stderr.startswith(b"Unable to find image '127.0.0.1:9/nosuch:9' locally\n")
+    assert b"Error response from daemon: " in result.stderr
     result = _shoal(host, "run", "-m", "10XB", IMAGE)
     assert result.returncode == 125 and b"invalid size: '10XB'" in result.stderr
 

@@ -62,12 +62,13 @@ def test_run_with_tty_gets_a_raw_stream(daemon: FakeDaemon, capsysbinary) -> Non
     assert daemon.requests[0].json()["Tty"] is True
 
 
-def test_run_missing_image(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_missing_image_is_pulled_first(daemon: FakeDaemon, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "nosuch", "true"]) == 125
     assert capsys.readouterr().err == (
-        "Unable to find image 'nosuch:latest' locally\nError response from daemon: No such image: nosuch:latest\n"
+        "Unable to find image 'nosuch:latest' locally\n"
+        "Error response from daemon: pull access denied for nosuch, repository does not exist or may require 'docker login'\n"
     )
-    assert daemon.calls() == ["POST /containers/create"]
+    assert daemon.calls() == ["POST /containers/create", "POST /images/create"]
 
 
 @pytest.mark.parametrize(
