@@ -6,6 +6,7 @@ Providers implement ``commit``, ``get``, ``list``, ``revision`` and ``watch``;
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -107,11 +108,12 @@ def check_op(op: Op, current: StoredObject | None) -> None:
         raise Conflict(f"{what}: expected version {expected}, found {current.version}")
 
 
-class StoreBase:
+class StoreBase(ABC):
     """Single-object operations for a provider that implements ``commit`` and ``get``."""
 
+    @abstractmethod
     async def commit(self, ops: Sequence[Op]) -> list[StoredObject | None]:
-        raise NotImplementedError
+        """Apply operations atomically (see ``shoal.slots.Store.commit``)."""
 
     async def create(
         self, kind: str, id: str, data: Mapping[str, Any], labels: Mapping[str, str] | None = None
