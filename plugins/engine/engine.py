@@ -416,21 +416,7 @@ class ContainerEngine:
         self._spawn(f"monitor of container {c.name}", self._monitor, c, process, out_fds, started)
 
     async def _monitor(self, c: Container, process: ContainerProcess, out_fds: dict[int, int | None], started: float) -> None:
-        drained = trio.Event()
-        async with trio.open_nursery() as nursery:
-
-            async def pumps() -> None:
-                async with trio.open_nursery() as inner:
-                    for stream, fd in out_fds.items():
-                        if fd is not None:
-                            inner.start_soon(_logged_pump, fd, stream, c.hub, c.log, c.name)
-                drained.set()
-
-            nursery.start_soon(pumps)
-            code = await process.wait()
-            with trio.move_on_after(DRAIN_TIMEOUT):
-                await drained.wait()
-            nursery.cancel_scope.cancel()
+        code = await _wait_and_drain(process, out_fds, c.hub, c.log, c.name)
         c.hub.end()
         c.hub = type(c.hub)()
         oom = False
@@ -835,21 +821,7 @@ class ContainerEngine:
         return attachment
 
     async def _exec_monitor(self, instance: ExecInstance, process: ContainerProcess, out_fds: dict[int, int | None], hub: Any) -> None:
-        drained = trio.Event()
-        async with trio.open_nursery() as nursery:
-
-            async def pumps() -> None:
-                async with trio.open_nursery() as inner:
-                    for stream, fd in out_fds.items():
-                        if fd is not None:
-                            inner.start_soon(_logged_pump, fd, stream, hub, None, instance.id)
-                drained.set()
-
-            nursery.start_soon(pumps)
-            code = await process.wait()
-            with trio.move_on_after(DRAIN_TIMEOUT):
-                await drained.wait()
-            nursery.cancel_scope.cancel()
+        code = await _wait_and_drain(process, out_fds, hub, None, f"exec {instance.id}")
         hub.end()
         process.close()
         self.isolation.forget(process.state())
@@ -880,6 +852,27 @@ class ContainerEngine:
             "ContainersPaused": states.count("paused"),
             "ContainersStopped": len(states) - states.count("running") - states.count("paused"),
         }
+
+
+async def _wait_and_drain(process: ContainerProcess, out_fds: dict[int, int | None], hub: Any, log_file: Any, owner: str) -> int:
+    """Copy a process's output until it exits and its output is drained (or DRAIN_TIMEOUT
+    passed: a daemonised grandchild may keep the pipe); its exit status."""
+    drained = trio.Event()
+    async with trio.open_nursery() as nursery:
+
+        async def pumps() -> None:
+            async with trio.open_nursery() as inner:
+                for stream, fd in out_fds.items():
+                    if fd is not None:
+                        inner.start_soon(_logged_pump, fd, stream, hub, log_file, owner)
+            drained.set()
+
+        nursery.start_soon(pumps)
+        code = await process.wait()
+        with trio.move_on_after(DRAIN_TIMEOUT):
+            await drained.wait()
+        nursery.cancel_scope.cancel()
+    return code
 
 
 async def _logged_pump(fd: int, stream: int, hub: Any, log_file: Any, owner: str) -> None:
