@@ -31,5 +31,6 @@ def run(argv: list[str]) -> int:
         sys.stdout.write(render_config(config, catalog))
         return 0
     active = ", ".join(entry.plugin.name for entry in config.plugins)
-    print(f"{args.file}: ok ({len(config.plugins)} plugins to start: {active})")
+    count = len(config.plugins)
+    print(f"{args.file}: ok ({count} plugin{'' if count == 1 else 's'} to start: {active})")
     return 0
