@@ -231,6 +231,7 @@ def add_container_flags(parser: argparse.ArgumentParser) -> None:
     add(
         "-p", "--publish", action="append", default=[], metavar="SPEC", help="publish a container's port(s) to the host"
     )
+    add("-P", "--publish-all", action="store_true", help="publish all exposed ports to random host ports")
     add("--expose", action="append", default=[], metavar="PORT", help="expose a port or a range of ports")
     add("--stop-signal", help="signal to stop the container")
     add("--stop-timeout", type=int, help="timeout (in seconds) to stop a container")
@@ -305,6 +306,8 @@ def create_body(
     }
     if args.init:
         host_config["Init"] = True
+    if args.publish_all:
+        host_config["PublishAllPorts"] = True
     if args.network:
         host_config["NetworkMode"] = args.network
     for key, values in (("Dns", args.dns), ("DnsSearch", args.dns_search), ("DnsOptions", args.dns_option)):

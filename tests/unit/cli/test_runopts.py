@@ -225,3 +225,13 @@ def test_ip_on_the_default_network_is_refused() -> None:
         create_body(parser.parse_args(["--ip", "10.0.0.2", "img"]), {}, "/", detach=True)
     with pytest.raises(UsageError, match='bad format for add-host: "nocolon"'):
         create_body(parser.parse_args(["--add-host", "nocolon", "img"]), {}, "/", detach=True)
+
+
+def test_publish_all_flag() -> None:
+    from shoal.cli.common import Parser
+    from shoal.cli.runopts import add_container_flags, create_body
+
+    parser = Parser("shoal run", "test")
+    add_container_flags(parser)
+    body = create_body(parser.parse_args(["-P", "--expose", "80", "img"]), {}, "/", detach=True)
+    assert body["HostConfig"]["PublishAllPorts"] is True and body["ExposedPorts"] == {"80/tcp": {}}
