@@ -7,7 +7,6 @@ anything else on this machine.
 
 from __future__ import annotations
 
-import os
 import random
 import secrets
 import subprocess
@@ -20,7 +19,6 @@ import trio
 
 from shoal import open_engine
 from shoal.config import parse_config
-from shoaltest import BUSYBOX, make_busybox_rootfs
 
 IMAGE = "busybox:test"
 
@@ -78,15 +76,6 @@ port_range = "43000-43999"
 dns_upstreams = ["127.0.0.1:9"]
 remove_on_exit = true
 """
-
-
-@pytest.fixture(scope="session")
-def busybox_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not os.path.exists(BUSYBOX):
-        pytest.skip("busybox-static is not installed (apt-get install -y busybox-static)")
-    root = tmp_path_factory.mktemp("busybox")
-    make_busybox_rootfs(root)
-    return root
 
 
 class Harness:

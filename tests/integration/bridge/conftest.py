@@ -1,3 +1,3 @@
 """Fixtures of the bridge tests (defined in bridge_support, shared with the test modules)."""
 
-from bridge_support import busybox_dir, engine, harness  # noqa: F401  (fixtures)
+from bridge_support import engine, harness  # noqa: F401  (fixtures)
