@@ -6,7 +6,7 @@
 2. The image store pulling the image from docker-registry, unpacked and ready to run,
    against ``skopeo copy`` of it into an OCI directory (target: no slower).
 
-Every run uses a new repository and a fresh skopeo cache, so no blob is skipped or mounted.
+Every run uses fresh registries and a fresh skopeo home, so no blob is skipped or mounted.
 Run: ``.venv/bin/python bench/registry.py [--size-mb 100] [--runs 3]``.
 """
 
@@ -70,10 +70,12 @@ def main() -> None:
         make_oci_layout(layout, padding=args.size_mb * 1_000_000)
         size_mb = sum(p.stat().st_size for p in (layout / "blobs" / "sha256").iterdir()) / 1e6
         results: dict[str, list[float]] = {k: [] for k in ("shoal push", "dr push", "shoal pull", "dr pull", "store pull", "skopeo pull")}
-        (tmp / "shoal").mkdir()
-        (tmp / "dr").mkdir()
-        with shoal_registry(tmp / "shoal") as (_, shoal_port), docker_registry(tmp / "dr") as dr_port:
-            for run in range(args.runs):
+        for run in range(args.runs):
+            # Fresh registries each run: skopeo (as root) keeps a host-wide blob cache that
+            # would turn a second push into a cross-repository mount of the first one's blobs.
+            (tmp / f"shoal{run}").mkdir()
+            (tmp / f"dr{run}").mkdir()
+            with shoal_registry(tmp / f"shoal{run}") as (_, shoal_port), docker_registry(tmp / f"dr{run}") as dr_port:
                 for label, port in (("shoal", shoal_port), ("dr", dr_port)):
                     ref = f"docker://127.0.0.1:{port}/bench{run}/image:latest"
                     results[f"{label} push"].append(skopeo_copy(f"oci:{layout}", ref, tmp / f"home-{label}-push-{run}"))
