@@ -719,7 +719,8 @@ class ContainerEngine:
 
         c = self._get(id)
         reading = await self.resources.stats(c.id) if c.running else None
-        return docker_stats(c.id, c.record["Name"], reading)
+        pid = c.process.pid if c.running and c.process is not None else None
+        return docker_stats(c.id, c.record["Name"], reading, pid)
 
     async def prune(self, filters: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
         from .filters import prune_matches

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from shoal.slots import ResourceStats
@@ -20,7 +21,27 @@ def system_cpu_usage() -> int:
     return sum(int(v) for v in fields) * 1_000_000_000 // _CLOCK_TICKS
 
 
-def docker_stats(container_id: str, name: str, reading: ResourceStats | None) -> dict[str, Any]:
+def network_stats(pid: int) -> dict[str, dict[str, int]]:
+    """Counters of every interface but lo in the network namespace of ``pid`` (/proc/PID/net/dev)."""
+    networks = {}
+    try:
+        lines = Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]
+    except OSError:
+        return {}
+    for line in lines:
+        name, _, counters = line.partition(":")
+        name = name.strip()
+        if name == "lo":
+            continue
+        v = [int(x) for x in counters.split()]
+        networks[name] = {
+            "rx_bytes": v[0], "rx_packets": v[1], "rx_errors": v[2], "rx_dropped": v[3],
+            "tx_bytes": v[8], "tx_packets": v[9], "tx_errors": v[10], "tx_dropped": v[11],
+        }  # fmt: skip
+    return networks
+
+
+def docker_stats(container_id: str, name: str, reading: ResourceStats | None, pid: int | None = None) -> dict[str, Any]:
     """A sample; a stopped container gives Docker's zeroed one."""
     raw = dict(reading.raw) if reading is not None else {}
     cpus = os.cpu_count() or 1
@@ -46,4 +67,5 @@ def docker_stats(container_id: str, name: str, reading: ResourceStats | None) ->
         "precpu_stats": {"cpu_usage": {"total_usage": 0}, "throttling_data": {}},
         "memory_stats": memory,
         "storage_stats": {},
+        **({"networks": network_stats(pid)} if pid else {}),
     }

@@ -279,3 +279,16 @@ def test_spares_go_with_a_crashed_daemon() -> None:
     while any(os.path.exists(f"/sys/class/net/{prefix}{i}") for i in range(3)) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not any(os.path.exists(f"/sys/class/net/{prefix}{i}") for i in range(3))
+
+
+async def test_stats_count_the_container_network_traffic(engine: object) -> None:
+    network = engine.slot("network")  # type: ignore[attr-defined]
+    await network.create_network({"Name": "counted"})
+    await run_in(engine, "target", SLEEP, network="counted")
+    pinger = await run_in(engine, "pinger", "ping -c 3 -i 0.2 target >/dev/null; sleep 100", network="counted")
+    containers = engine.slot("containers")  # type: ignore[attr-defined]
+    with trio.fail_after(10):
+        while (eth0 := (await containers.stats(pinger))["networks"].get("eth0", {})).get("tx_packets", 0) < 3:
+            await trio.sleep(0.1)
+    assert eth0["rx_packets"] >= 3 and eth0["tx_bytes"] > 0
+    assert "lo" not in (await containers.stats(pinger))["networks"]

@@ -89,3 +89,4 @@ async def test_restart_policies_across_an_engine_restart(harness) -> None:
                 await trio.sleep(0.05)
         assert (await containers.inspect("unless-box"))["State"]["Status"] == "exited"
         assert (await containers.inspect("plain-box"))["State"]["Status"] == "exited"
+
