@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from shoal.runtime import ProcessSpec, RuntimeSpec
 
-from . import caps, rootfs, wire
+from . import caps, cgroupjoin, rootfs, wire
 from . import syscalls as sc
 from .users import UserError, resolve_user
 
@@ -258,6 +258,10 @@ def container_init(spec: RuntimeSpec, stdio: dict[int, int], terminal: bool, etc
     try:
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
         os.umask(0o022)
+        try:
+            placed_by_starter = cgroupjoin.move_self(spec.cgroup_procs)
+        except OSError as e:
+            raise Failure(f"cannot join the container's cgroup: {e}") from None
         namespaces = spec.namespaces
         user_path = namespaces.get("user")
         if "user" in namespaces and user_path is None:
@@ -298,7 +302,7 @@ def container_init(spec: RuntimeSpec, stdio: dict[int, int], terminal: bool, etc
             os.setsid()
         if spec.readonly_rootfs:
             rootfs.readonly_root()
-        if spec.cgroup_procs:
+        if placed_by_starter:
             _wait_for_placement(starter)
         # The starter exits once this socket closes: its death must not kill us.
         sc.prctl(sc.PR_SET_PDEATHSIG, 0)

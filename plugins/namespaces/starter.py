@@ -23,7 +23,7 @@ import signal
 import socket
 from typing import Any, NoReturn
 
-from . import child, wire
+from . import cgroupjoin, child, wire
 from . import syscalls as sc
 
 
@@ -66,14 +66,13 @@ def _run_child(request: dict[str, Any], stdio: dict[int, int], ctl: socket.socke
 
 
 def _place(pid: int, request: dict[str, Any]) -> str:
-    """Write the container process's PID into its cgroup.procs files; "" or the error.
-
-    Done here, while the container process sets up its mounts: on cgroup v1 the kernel's
-    first attach after a quiet spell waits ~10 ms for an RCU grace period.
-    """
+    """Write the container process's PID into the cgroup.procs files it cannot move itself
+    through (see ``cgroupjoin``); "" or the error. Done here, while the process sets up."""
     if request["op"] != "create":
         return ""
     for path in request["spec"].cgroup_procs:
+        if cgroupjoin.tasks_file(path) is not None:
+            continue
         try:
             with open(path, "w") as f:
                 f.write(str(pid))

@@ -209,7 +209,9 @@ async def test_remove_cleans_mounts_cgroups_and_state(containers, harness) -> No
     created = await containers.create({"Image": IMAGE, "Cmd": ["sleep", "100"]})
     cid = created["Id"]
     await containers.start(cid)
-    assert Path(f"/sys/fs/cgroup/memory/{harness.cgroup_parent}/{cid}").is_dir()
+    group = Path(f"/sys/fs/cgroup/memory/{harness.cgroup_parent}/{cid}")
+    pid = (await containers.inspect(cid))["State"]["Pid"]
+    assert str(pid) in (group / "cgroup.procs").read_text().split()  # placed before it ran
     with pytest.raises(Conflict, match="container is running"):
         await containers.remove(cid)
     await containers.remove(cid, force=True)
