@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
 from .client import APIError, Client, ClientError
+from .template import TemplateError
 
 #: Docker's exit status for usage errors and daemon errors before a container ran.
 EXIT_USAGE = 125
@@ -61,6 +62,9 @@ def command(name: str, api_error_status: int = 1) -> Callable[[Callable[..., int
             except UsageError as exc:
                 print_error(f"{exc}\nSee 'shoal {name} --help'.")
                 return EXIT_USAGE
+            except TemplateError as exc:
+                print_error(f"template parsing error: {exc}")
+                return 1
             except ClientError as exc:
                 print_error(exc)
                 return api_error_status

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from typing import Any
 
@@ -12,7 +11,7 @@ from .client import APIError, quote_id
 from .common import Parser, client, command, for_each, print_error
 from .listing import HEADERS, PS_COLUMNS, container_fields, print_rows
 from .table import print_table
-from .template import TemplateError, render
+from .template import print_documents
 
 
 def parse_filters(items: list[str]) -> str | None:
@@ -57,11 +56,7 @@ def ps(argv: list[str]) -> int:
         for row in rows:
             print(row["ID"])
         return 0
-    try:
-        print_rows(rows, args.format, PS_COLUMNS, HEADERS)
-    except TemplateError as exc:
-        print_error(f"template parsing error: {exc}")
-        return 1
+    print_rows(rows, args.format, PS_COLUMNS, HEADERS)
     return 0
 
 
@@ -207,13 +202,5 @@ def inspect(argv: list[str]) -> int:
         except APIError as exc:
             print_error(exc)
             failed = True
-    if args.format is not None:
-        try:
-            for document in found:
-                print(render(args.format, document))
-        except TemplateError as exc:
-            print_error(f"template parsing error: {exc}")
-            return 1
-    else:
-        sys.stdout.write(json.dumps(found, indent=4, ensure_ascii=False) + "\n")
+    print_documents(found, args.format)
     return 1 if failed else 0

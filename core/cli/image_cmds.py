@@ -15,7 +15,6 @@ from .client import APIError, quote_id
 from .common import Parser, client, command, for_each, print_error
 from .container_cmds import parse_filters
 from .listing import IMAGE_COLUMNS, IMAGE_HEADERS, image_rows, print_rows
-from .template import TemplateError
 
 _COPY_SIZE = 1 << 20
 
@@ -347,11 +346,7 @@ def images(argv: list[str]) -> int:
         for image_id in dict.fromkeys(row["ID"] for row in rows):
             print(image_id)
         return 0
-    try:
-        print_rows(rows, args.format, IMAGE_COLUMNS, IMAGE_HEADERS)
-    except TemplateError as exc:
-        print_error(f"template parsing error: {exc}")
-        return 1
+    print_rows(rows, args.format, IMAGE_COLUMNS, IMAGE_HEADERS)
     return 0
 
 

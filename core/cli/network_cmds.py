@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Any
 
 from .client import APIError, quote_id
 from .common import Parser, UsageError, client, command, for_each, print_error
 from .container_cmds import parse_filters
 from .table import print_table
-from .template import TemplateError, render
+from .template import print_documents, render
 
 _SUBCOMMANDS = ("create", "ls", "list", "inspect", "rm", "remove", "connect", "disconnect", "prune")
 
@@ -84,15 +82,7 @@ def _inspect(argv: list[str]) -> int:
         except APIError as exc:
             print_error(exc)
             failed = True
-    if args.format is not None:
-        try:
-            for document in found:
-                print(render(args.format, document))
-        except TemplateError as exc:
-            print_error(f"template parsing error: {exc}")
-            return 1
-    else:
-        sys.stdout.write(json.dumps(found, indent=4, ensure_ascii=False) + "\n")
+    print_documents(found, args.format)
     return 1 if failed else 0
 
 

@@ -12,7 +12,7 @@ from .. import __version__
 from .client import API_VERSION, ClientError
 from .common import Parser, client, command, flag_value, print_error
 from .container_cmds import parse_filters
-from .template import TemplateError, render
+from .template import render
 from .units import bytes_size, parse_timestamp
 
 #: ``docker version`` aligns every value at this column.
@@ -39,11 +39,7 @@ def version(argv: list[str]) -> int:
     except ClientError as exc:
         server, server_error = None, exc
     if args.format:
-        try:
-            print(render(args.format, {"Client": client_info, "Server": server}))
-        except TemplateError as exc:
-            print_error(f"template parsing error: {exc}")
-            return 1
+        print(render(args.format, {"Client": client_info, "Server": server}))
     else:
         lines = ["Client:", *_field_lines([
             ("Version", __version__), ("API version", API_VERSION), ("Python version", client_info["PythonVersion"]),
@@ -78,11 +74,7 @@ def info(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     data = client().get("/info") or {}
     if args.format:
-        try:
-            print(render(args.format, data))
-        except TemplateError as exc:
-            print_error(f"template parsing error: {exc}")
-            return 1
+        print(render(args.format, data))
         return 0
     fields = [
         ("Containers", data.get("Containers")), (" Running", data.get("ContainersRunning")),
@@ -139,9 +131,5 @@ def events(argv: list[str]) -> int:
     with client().open("GET", "/events", {"since": since, "until": until, "filters": filters}) as response:
         for line in response.iter_lines():
             event = json.loads(line)
-            try:
-                print(render(args.format, event) if args.format else format_event(event), flush=True)
-            except TemplateError as exc:
-                print_error(f"template parsing error: {exc}")
-                return 1
+            print(render(args.format, event) if args.format else format_event(event), flush=True)
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import sys
 from typing import Any
 
 _ACTION = re.compile(r"{{-?\s*(.*?)\s*-?}}", re.S)
@@ -93,3 +94,12 @@ def render(template: str, data: Any) -> str:
         raise TemplateError(f"unclosed action in {template!r}")
     out.append(tail)
     return "".join(out)
+
+
+def print_documents(documents: list[Any], template: str | None) -> None:
+    """``inspect`` output: each document through ``template``, or all as Docker's JSON array."""
+    if template is None:
+        sys.stdout.write(json.dumps(documents, indent=4, ensure_ascii=False) + "\n")
+        return
+    for document in documents:
+        print(render(template, document))
