@@ -102,3 +102,16 @@ def test_bad_input_over_the_cli(shoald) -> None:
     taken = docker(shoald, "create", "--name", "taken", IMAGE, "true", check=False)
     assert taken.returncode == 1 and 'The container name "/taken" is already in use' in taken.stderr
     docker(shoald, "rm", "taken")
+
+
+def test_top_pause_rename_wait(shoald) -> None:
+    cid = docker(shoald, "run", "-d", "--name", "topbox", IMAGE, "sh", "-c", "trap 'exit 3' TERM; sleep 100 & wait").stdout.strip()
+    top = docker(shoald, "top", "topbox").stdout.splitlines()
+    assert top[0].split()[:2] == ["UID", "PID"] and any("sleep 100" in line for line in top[1:])
+    docker(shoald, "pause", "topbox")
+    assert json.loads(docker(shoald, "inspect", "topbox").stdout)[0]["State"]["Status"] == "paused"
+    docker(shoald, "unpause", "topbox")
+    docker(shoald, "rename", "topbox", "renamed")
+    docker(shoald, "kill", "-s", "TERM", "renamed")
+    assert docker(shoald, "wait", "renamed").stdout.strip() == "3"
+    docker(shoald, "rm", cid)
