@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 class Daemon:
@@ -92,3 +93,32 @@ def make_busybox_rootfs(root: Path) -> None:
     secret.write_text("top secret\n")
     secret.chmod(0o600)
     (root / "root").chmod(0o755)
+
+
+async def ensure_image(engine: Any, reference: str, rootfs: Path, config: dict[str, Any]) -> None:
+    """Import ``rootfs`` as ``reference`` into the engine's image store unless it is there."""
+    from shoal.errors import NotFound
+
+    images = engine.slot("images")
+    try:
+        await images.get(reference)
+    except NotFound:
+        await images.import_rootfs(str(rootfs), reference, config)
+
+
+async def remove_all_containers(engine: Any) -> None:
+    """Containers outlive an engine (live restore): remove whatever a test left."""
+    containers = engine.slot("containers")
+    for summary in await containers.list(all=True):
+        await containers.remove(summary["Id"], force=True)
+
+
+def remove_cgroup_parent(parent: str) -> None:
+    """Remove a test's cgroup parent (and empty children) from every v1 hierarchy."""
+    for controller in Path("/sys/fs/cgroup").iterdir():
+        leftover = controller / parent
+        if leftover.is_dir():
+            for child in leftover.iterdir():
+                if child.is_dir():
+                    child.rmdir()
+            leftover.rmdir()

@@ -19,6 +19,7 @@ import trio
 
 from shoal import open_engine
 from shoal.config import parse_config
+from shoaltest import ensure_image, remove_all_containers, remove_cgroup_parent
 
 IMAGE = "busybox:test"
 
@@ -91,11 +92,7 @@ class Harness:
     async def open(self) -> AsyncIterator[object]:
         config = parse_config(engine_config(self.data, self.cgroup_parent, self.names))
         async with open_engine(config) as engine:
-            images = engine.slot("images")
-            try:
-                await images.get(IMAGE)
-            except Exception:
-                await images.import_rootfs(str(self.busybox), IMAGE, {"Cmd": ["sh"], "ExposedPorts": {"80/tcp": {}}})
+            await ensure_image(engine, IMAGE, self.busybox, {"Cmd": ["sh"], "ExposedPorts": {"80/tcp": {}}})
             yield engine
 
 
@@ -104,20 +101,12 @@ async def harness(tmp_path: Path, busybox_dir: Path) -> AsyncIterator[Harness]:
     h = Harness(tmp_path / "data", busybox_dir)
     yield h
     async with h.open() as engine:
-        containers = engine.slot("containers")  # type: ignore[attr-defined]
-        for summary in await containers.list(all=True):
-            await containers.remove(summary["Id"], force=True)
+        await remove_all_containers(engine)
         network = engine.slot("network")  # type: ignore[attr-defined]
         await network.prune_networks()
     leftovers = h.names.links(), h.names.table_exists()
     h.names.cleanup()
-    for controller in Path("/sys/fs/cgroup").iterdir():
-        leftover = controller / h.cgroup_parent
-        if leftover.is_dir():
-            for child in leftover.iterdir():
-                if child.is_dir():
-                    child.rmdir()
-            leftover.rmdir()
+    remove_cgroup_parent(h.cgroup_parent)
     assert leftovers == ([], False), f"left behind: {leftovers}"
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from shoal import open_engine
 from shoal.config import parse_config
+from shoaltest import ensure_image, remove_all_containers, remove_cgroup_parent
 
 IMAGE = "busybox:test"
 
@@ -41,11 +42,7 @@ class EngineHarness:
     async def open(self) -> AsyncIterator[object]:
         config = parse_config(engine_config(self.data, self.cgroup_parent))
         async with open_engine(config) as engine:
-            images = engine.slot("images")
-            try:
-                await images.get(IMAGE)
-            except Exception:
-                await images.import_rootfs(str(self.busybox), IMAGE, {"Cmd": ["sh"]})
+            await ensure_image(engine, IMAGE, self.busybox, {"Cmd": ["sh"]})
             yield engine
 
 
@@ -53,18 +50,9 @@ class EngineHarness:
 async def harness(tmp_path: Path, busybox_dir: Path) -> AsyncIterator[EngineHarness]:
     h = EngineHarness(tmp_path / "data", busybox_dir)
     yield h
-    # Containers outlive an engine (live restore): remove whatever a test left.
     async with h.open() as engine:
-        containers = engine.slot("containers")  # type: ignore[attr-defined]
-        for summary in await containers.list(all=True):
-            await containers.remove(summary["Id"], force=True)
-    for controller in Path("/sys/fs/cgroup").iterdir():
-        leftover = controller / h.cgroup_parent
-        if leftover.is_dir():
-            for child in leftover.iterdir():
-                if child.is_dir():
-                    child.rmdir()
-            leftover.rmdir()
+        await remove_all_containers(engine)
+    remove_cgroup_parent(h.cgroup_parent)
 
 
 @pytest.fixture
