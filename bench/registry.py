@@ -4,7 +4,8 @@
    pulling it back (into a fresh OCI directory), against the same with Debian's
    docker-registry: MB/s and shoal/docker-registry ratios (target >= 1.0).
 2. The image store pulling the image from docker-registry, unpacked and ready to run,
-   against ``skopeo copy`` of it into an OCI directory (target: no slower).
+   against ``skopeo copy`` of it into an OCI directory (target: no slower); the two take
+   turns going first.
 
 Every run uses fresh registries and a fresh skopeo home, so no blob is skipped or mounted.
 Run: ``.venv/bin/python bench/registry.py [--size-mb 100] [--runs 3]``.
@@ -81,16 +82,22 @@ def main() -> None:
                     results[f"{label} push"].append(skopeo_copy(f"oci:{layout}", ref, tmp / f"home-{label}-push-{run}"))
                     results[f"{label} pull"].append(skopeo_copy(ref, f"oci:{tmp / f'out-{label}-{run}'}", tmp / f"home-{label}-pull-{run}"))
                     shutil.rmtree(tmp / f"out-{label}-{run}")
-                results["store pull"].append(store_pull(f"127.0.0.1:{dr_port}", f"bench{run}/image", tmp / f"store-{run}"))
-                results["skopeo pull"].append(skopeo_copy(f"docker://127.0.0.1:{dr_port}/bench{run}/image:latest",
-                                                          f"oci:{tmp / f'skopeo-{run}'}", tmp / f"home-skopeo-{run}"))  # fmt: skip
+                # Alternate which of the two goes first, so that neither always meets what
+                # the other leaves behind (its dirty pages being written back).
+                pulls = [
+                    ("store pull", lambda: store_pull(f"127.0.0.1:{dr_port}", f"bench{run}/image", tmp / f"store-{run}")),
+                    ("skopeo pull", lambda: skopeo_copy(f"docker://127.0.0.1:{dr_port}/bench{run}/image:latest",
+                                                        f"oci:{tmp / f'skopeo-{run}'}", tmp / f"home-skopeo-{run}")),
+                ]  # fmt: skip
+                for key, pull in pulls if run % 2 == 0 else reversed(pulls):
+                    results[key].append(pull())
                 shutil.rmtree(tmp / f"store-{run}")
                 shutil.rmtree(tmp / f"skopeo-{run}")
         rate = {k: size_mb / statistics.median(v) for k, v in results.items()}
         print(f"\nimage: {size_mb:.1f} MB in 2 layers; median of {args.runs} runs")
-        print(f"{'':40} {'median s':>9} {'MB/s':>8}")
+        print(f"{'':40} {'median s':>9} {'MB/s':>8}  samples (s)")
         for key, samples in results.items():
-            print(f"{key:40} {statistics.median(samples):9.3f} {rate[key]:8.1f}")
+            print(f"{key:40} {statistics.median(samples):9.3f} {rate[key]:8.1f}  {' '.join(f'{x:.3f}' for x in samples)}")
         print(f"\nskopeo push: shoal registry / docker-registry throughput ratio {rate['shoal push'] / rate['dr push']:.2f} (target >= 1.0)")
         print(f"skopeo pull: shoal registry / docker-registry throughput ratio {rate['shoal pull'] / rate['dr pull']:.2f} (target >= 1.0)")
         print(f"pull from docker-registry: image store (unpacked) / skopeo to OCI dir speed ratio "

@@ -12,7 +12,7 @@ then ``Args:`` (each parameter), ``Returns:`` and ``Implementers:`` (who provide
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -620,6 +620,44 @@ class Snapshotter(Protocol):
             The chain ids deleted.
         Implementers:
             Snapshotter providers.
+        """
+
+
+@runtime_checkable
+class GrowingLayers(Protocol):
+    """A snapshotter's optional ability: unpack a layer while its file is still downloading.
+
+    A pull checks for it with ``isinstance`` and otherwise unpacks each layer from the stored
+    blob with ``Snapshotter.apply_layer`` once it is downloaded.
+
+    Implementers:
+        The ``overlay`` plugin (a child process follows the file, so the unpack does not
+        contend with the download for the interpreter).
+    """
+
+    async def apply_growing_layer(self, diff_ids: Sequence[str], source: str, sizes: AsyncIterable[tuple[int, bool]], *,
+                                  before_commit: Callable[[], Awaitable[object]] | None = None,
+                                  task_status: Any = ...) -> str:  # fmt: skip
+        """Unpack a layer from a file that grows; for ``nursery.start``.
+
+        Args:
+            diff_ids: diff ids from the bottom layer up to and including this one.
+            source: path of the layer file being written (created empty if missing); it
+                may be renamed once the task has started.
+            sizes: (bytes the file holds, whether that is its final size) as they become
+                known; bytes are flushed before they are announced. Announcing the final
+                size only after the blob's digest is verified keeps an unverified download
+                from ever being committed.
+            before_commit: awaited before the layer is renamed into place (the caller's
+                wait for the parent layer).
+            task_status: started with True when the layer is unpacked already (nothing
+                else happens), else with False once the source is open.
+        Returns:
+            The layer's chain id. Raises ``InvalidArgument`` for a diff id mismatch or an
+            unsafe or malformed tar, or when ``sizes`` ends without a final size; nothing
+            is left behind then, or when cancelled.
+        Implementers:
+            Snapshotter providers that can follow a download.
         """
 
 

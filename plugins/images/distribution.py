@@ -7,8 +7,9 @@ answered with the credentials themselves. Tokens are cached per scope.
 
 Transport: HTTPS verified against the system CAs plus the registry's own CA files
 (``<certs_dir>/<host[:port]>/*.crt``, client certificates as ``*.cert`` + ``*.key``, as
-Docker reads ``/etc/docker/certs.d``); plain HTTP for registries listed as insecure and for
-loopback ones, which first get a try over HTTPS without verification (Docker's behaviour).
+Docker reads ``/etc/docker/certs.d``); plain HTTP for registries listed as insecure, which
+first get a try over HTTPS without verification (Docker's behaviour), and for loopback
+ones, which are tried over plain HTTP first and over HTTPS without verification next.
 
 Idempotent requests are retried with exponential back-off on connection errors, 429 and
 5xx; a blob download that breaks resumes with a ``Range`` request from the bytes it has.
@@ -35,6 +36,7 @@ from shoal.errors import InvalidArgument, NotFound, ShoalError
 from .credentials import ANONYMOUS, Credentials, parse_challenges
 from .manifests import ACCEPT, MAX_MANIFEST, Manifest, parse_manifest
 from .reference import DEFAULT_DOMAIN
+from .transport import RegistryTransport
 
 log = logging.getLogger("shoal.plugins.images.distribution")
 
@@ -101,9 +103,14 @@ def is_insecure(host: str, options: TransportOptions) -> bool:
 
 
 def ssl_context(host: str, options: TransportOptions, verify: bool = True) -> ssl.SSLContext:
-    """System CAs plus the registry's own CA and client certificate files."""
-    context = ssl.create_default_context()
-    if not verify:
+    """System CAs plus the registry's own CA and client certificate files.
+
+    Without verification no CA is loaded (the system's take tens of milliseconds).
+    """
+    if verify:
+        context = ssl.create_default_context()
+    else:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     directory = Path(options.certs_dir) / host
@@ -170,12 +177,16 @@ class RegistryClient:
         insecure = is_insecure(host, options)
         timeout = httpx.Timeout(options.timeout, connect=min(options.timeout, 15.0))
         limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
-        attempts = [("https", True)] if not insecure else [("https", False), ("http", False)]
+        attempts = [("https", True)]
+        if insecure:
+            # Loopback registries nearly always speak plain HTTP: try that first, and HTTPS
+            # when nothing answers or an HTTPS server refuses the plain request (HTTP 400).
+            attempts = [("http", False), ("https", False)] if _is_loopback(host) else [("https", False), ("http", False)]
         last: Exception | None = None
-        for scheme, verify in attempts:
+        for n, (scheme, verify) in enumerate(attempts):
             context = await trio.to_thread.run_sync(ssl_context, host, options, verify)
             http = httpx.AsyncClient(verify=context, timeout=timeout, limits=limits, follow_redirects=True,
-                                     headers={"User-Agent": "shoal"})  # fmt: skip
+                                     transport=RegistryTransport(context, limits), headers={"User-Agent": "shoal"})  # fmt: skip
             client = cls(host, f"{scheme}://{endpoint}", http, _Auth(credentials), options)
             try:
                 await client.ping()
@@ -183,6 +194,11 @@ class RegistryClient:
             except (httpx.TransportError, ssl.SSLError) as exc:
                 last = exc
                 await http.aclose()
+            except RegistryError as exc:
+                await http.aclose()
+                if scheme != "http" or exc.status != 400 or n == len(attempts) - 1:
+                    raise
+                last = exc
             except BaseException:
                 await http.aclose()
                 raise
@@ -375,12 +391,16 @@ class RegistryClient:
             raise _error_of(response, f"blob {digest}")
         return int(response.headers.get("content-length") or 0)
 
-    async def fetch_blob(self, repository: str, digest: str, destination: Path, progress: Progress | None = None) -> None:
+    async def fetch_blob(self, repository: str, digest: str, destination: Path, progress: Progress | None = None,
+                         restarted: Callable[[], None] | None = None) -> None:  # fmt: skip
         """Download a blob into ``destination``, appending to what it already holds.
 
         The file keeps whatever arrived when an attempt breaks, and the next attempt (in
-        this call, or a later pull) asks only for the rest. Raises ``RegistryError`` when
-        the bytes do not hash to ``digest`` (the file is then removed).
+        this call, or a later pull) asks only for the rest. ``progress`` gets the bytes
+        the file holds, each time after they are flushed to it. A registry that ignores
+        the range makes the download start over in a new file at the same path (a reader
+        of the old one sees it unchanged), after a call to ``restarted``. Raises
+        ``RegistryError`` when the bytes do not hash to ``digest`` (the file is then removed).
         """
         scope = f"repository:{repository}:pull"
         hasher = hashlib.sha256()
@@ -392,7 +412,7 @@ class RegistryClient:
         state = _Download(hasher, have)
         while True:
             try:
-                await self._fetch_once(repository, digest, scope, destination, state, progress)
+                await self._fetch_once(repository, digest, scope, destination, state, progress, restarted)
                 break
             except (httpx.TransportError, _Retry) as exc:
                 attempt += 1
@@ -407,7 +427,7 @@ class RegistryClient:
             raise RegistryError(f"blob from {self.host} has digest {got}, expected {digest}")
 
     async def _fetch_once(self, repository: str, digest: str, scope: str, destination: Path, state: _Download,
-                          progress: Progress | None) -> None:  # fmt: skip
+                          progress: Progress | None, restarted: Callable[[], None] | None) -> None:  # fmt: skip
         url = f"{self.base_url}/v2/{repository}/blobs/{digest}"
         for _ in range(2):
             headers = await self._headers(scope, {"Range": f"bytes={state.have}-"} if state.have else None)
@@ -423,6 +443,9 @@ class RegistryClient:
                     raise _error_of(response, f"blob {digest} of {repository}")
                 if response.status_code == 200 and state.have:
                     state.restart()  # the registry ignored the range: start over
+                    destination.unlink(missing_ok=True)
+                    if restarted:
+                        restarted()
                 with open(destination, "ab" if state.have else "wb") as out:
                     batch: list[bytes] = []
                     try:

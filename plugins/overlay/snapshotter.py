@@ -18,7 +18,10 @@ something only over that stack).
 
 An unpack happens in ``tmp/`` and is renamed into ``layers/`` when complete and its diff
 id verified: an interrupted unpack leaves nothing under ``layers/``. Unpacks of the same
-layer are serialised and the second finds the first's result.
+layer are serialised and the second finds the first's result. ``apply_growing_layer``
+unpacks a layer whose file is still being downloaded, in a child process that follows it
+(see ``unpack.unpack_growing``), and commits it the same way once told the download is
+complete and verified.
 
 Drivers: ``overlay`` mounts ``lowerdir=<layers, top first>,upperdir,workdir`` with one
 mount(2) call; ``copy`` merges the layers into the container's own directory (for hosts
@@ -36,7 +39,9 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Sequence
+from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,7 +52,7 @@ from shoal.errors import InvalidArgument, NotFound
 from . import mounts
 from .compression import decompressed
 from .copy import apply_copy
-from .unpack import unpack_layer
+from .unpack import unpack_growing, unpack_layer
 
 log = logging.getLogger("shoal.plugins.overlay")
 
@@ -141,32 +146,90 @@ class OverlaySnapshotter:
         chain = chains[-1]
         if len(chains) > 1 and not self.layer_dir(chains[-2]).is_dir():
             raise NotFound(f"parent layer {chains[-2]} of {chain} is not unpacked")
+        async with self._layer_lock(chain):
+            if not self.layer_dir(chain).is_dir():
+                parent = chains[-2] if len(chains) > 1 else None
+                await trio.to_thread.run_sync(self._unpack, source, diff_ids[-1], chain, parent)
+        return chain
+
+    async def apply_growing_layer(self, diff_ids: Sequence[str], source: str, sizes: AsyncIterable[tuple[int, bool]], *,
+                                  before_commit: Callable[[], Awaitable[object]] | None = None,
+                                  task_status: Any = trio.TASK_STATUS_IGNORED) -> str:  # fmt: skip
+        """Unpack a layer while its file is still being downloaded (``apply_layer`` otherwise).
+
+        For ``nursery.start``: reports ``started(True)`` when the layer is unpacked
+        already (and returns at once), else ``started(False)`` once it holds the layer's
+        lock (a concurrent unpack of the same layer then waits for this one) and has
+        ``source`` open (created empty if missing), so the file may be renamed from then
+        on. A child process (see ``unpack_growing``) unpacks the bytes ``sizes``
+        announces; when a final size has arrived and the tar hashes to its diff id, the
+        layer is renamed into place after ``before_commit`` returns (the caller's wait
+        for the parent layer, which must be unpacked by then). A caller that announces
+        the end only once the blob's digest is verified gets nothing stored from an
+        unverified download; cancelled, this leaves nothing behind.
+        """
+        if not diff_ids:
+            raise InvalidArgument("apply_growing_layer needs at least the layer's own diff id")
+        chains = chain_ids(diff_ids)
+        chain = chains[-1]
+        async with self._layer_lock(chain):
+            if self.layer_dir(chain).is_dir():
+                task_status.started(True)
+                return chain
+            work = await trio.to_thread.run_sync(self._new_work)
+            try:
+                fd = os.open(source, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                try:
+                    task_status.started(False)
+                    digest, size = await unpack_growing(fd, str(work / "fs"), sizes)
+                finally:
+                    os.close(fd)
+                if before_commit is not None:
+                    await before_commit()
+                parent = chains[-2] if len(chains) > 1 else None
+                await trio.to_thread.run_sync(self._commit, work, digest, size, diff_ids[-1], chain, parent)
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(partial(shutil.rmtree, work, ignore_errors=True))
+                raise
+        return chain
+
+    @asynccontextmanager
+    async def _layer_lock(self, chain: str) -> AsyncIterator[None]:
+        """Serialise unpacks of one layer (concurrent pulls of images that share it)."""
         lock = self._layer_locks.setdefault(chain, trio.Lock())
         try:
             async with lock:
-                if not self.layer_dir(chain).is_dir():
-                    parent = chains[-2] if len(chains) > 1 else None
-                    await trio.to_thread.run_sync(self._unpack, source, diff_ids[-1], chain, parent)
+                yield
         finally:
             if not lock.locked() and lock.statistics().tasks_waiting == 0:
                 self._layer_locks.pop(chain, None)
-        return chain
+
+    def _new_work(self) -> Path:
+        """A fresh unpack directory in ``tmp/``, with an empty ``fs``."""
+        work = Path(tempfile.mkdtemp(dir=self.tmp_dir, prefix="layer-"))
+        (work / "fs").mkdir(mode=0o755)
+        return work
 
     def _unpack(self, source: str, diff_id: str, chain: str, parent: str | None) -> None:
-        work = Path(tempfile.mkdtemp(dir=self.tmp_dir, prefix="layer-"))
+        work = self._new_work()
         try:
-            fs = work / "fs"
-            fs.mkdir(mode=0o755)
             with open(source, "rb") as raw:
-                digest, size = unpack_layer(decompressed(raw), str(fs))
-            if digest != diff_id:
-                raise InvalidArgument(f"layer {source} has diff id {digest}, expected {diff_id}")
-            _write_json(work / "layer.json", {"diff_id": diff_id, "chain_id": chain, "parent": parent, "size": size})
-            os.chmod(work, 0o755)
-            os.rename(work, self.layer_dir(chain))
+                digest, size = unpack_layer(decompressed(raw), str(work / "fs"))
+            self._commit(work, digest, size, diff_id, chain, parent)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
+
+    def _commit(self, work: Path, digest: str, size: int, diff_id: str, chain: str, parent: str | None) -> None:
+        """Check an unpacked layer and rename it into ``layers/`` (the caller cleans up on errors)."""
+        if digest != diff_id:
+            raise InvalidArgument(f"layer {chain} has diff id {digest}, expected {diff_id}")
+        if parent is not None and not self.layer_dir(parent).is_dir():
+            raise NotFound(f"parent layer {parent} of {chain} is not unpacked")
+        _write_json(work / "layer.json", {"diff_id": diff_id, "chain_id": chain, "parent": parent, "size": size})
+        os.chmod(work, 0o755)
+        os.rename(work, self.layer_dir(chain))
 
     # ------------------------------------------------------------------ containers
 

@@ -30,30 +30,38 @@ FAST = TransportOptions(retries=3, backoff=0.01)
 
 
 class RecordingServer(RegistryServer):
-    """Counts blob downloads, and can cut the first ones short or slow them down."""
+    """Counts blob downloads, and can cut the first ones short, slow them down, ignore
+    ranges, or flip a byte of one blob."""
 
     def __init__(self, storage: RegistryStorage) -> None:
         super().__init__(storage)
         self.blob_gets: list[tuple[str, str]] = []
         self.cut_after: int | None = None
         self.delay = 0.0
+        self.ignore_range = False
+        self.corrupt: str | None = None
 
     async def _blob_get(self, request: Request, name: str, ref: str) -> Response:
+        asked = request.headers.get("range", "")
+        if self.ignore_range:
+            request.headers.pop("range", None)
         response = await super()._blob_get(request, name, ref)
         if request.method == "GET":
-            self.blob_gets.append((ref, request.headers.get("range", "")))
+            self.blob_gets.append((ref, asked))
             size = int(dict(response.headers)["Content-Length"])
-            if (self.cut_after is not None and size > self.cut_after) or self.delay:
-                response.body = self._shaped(response.body)
+            if (self.cut_after is not None and size > self.cut_after) or self.delay or ref == self.corrupt:
+                response.body = self._shaped(response.body, flip=ref == self.corrupt)
         return response
 
-    async def _shaped(self, body: Any) -> AsyncIterator[bytes]:
+    async def _shaped(self, body: Any, flip: bool) -> AsyncIterator[bytes]:
         sent, limit = 0, self.cut_after
         self.cut_after = None
         try:
             async for chunk in body:
                 if self.delay:
                     await trio.sleep(self.delay)
+                if flip and len(chunk) > 1000:
+                    chunk, flip = chunk[:1000] + bytes([chunk[1000] ^ 1]) + chunk[1001:], False
                 if limit is not None and sent + len(chunk) > limit:
                     yield chunk[: limit - sent]
                     raise trio.BrokenResourceError("cut on purpose")
@@ -140,6 +148,38 @@ async def test_interrupted_pull_leaves_nothing_and_resumes(env: Any, tmp_path: P
     await store.pull(f"{address}/big")
     ranges = [r for _, r in server.blob_gets if r]
     assert "bytes=100000-" in ranges, server.blob_gets
+
+
+async def test_a_download_that_starts_over_is_unpacked_from_the_stored_blob(env: Any, tmp_path: Path) -> None:
+    store, server, address = env
+    layout = make_oci_layout(tmp_path / "layout", padding=3 << 20)
+    async with await RegistryClient.connect(address, options=FAST) as client:
+        await push_layout(client, "restart", tmp_path / "layout")
+    server.cut_after = 2_000_000  # only the padding layer is larger
+    server.ignore_range = True  # the resume gets the whole blob again: the file starts over
+    record = await store.pull(f"{address}/restart")
+    assert [r for d, r in server.blob_gets if d == layout["layers"][1]] == ["", "bytes=2000000-"]
+    rootfs = Path(await store.snapshotter.prepare("c1", record.layers))
+    try:
+        assert (rootfs / "padding.bin").stat().st_size == 3 << 20
+    finally:
+        await store.snapshotter.remove("c1")
+
+
+async def test_a_layer_with_a_wrong_digest_leaves_nothing(env: Any, tmp_path: Path) -> None:
+    store, server, address = env
+    layout = make_oci_layout(tmp_path / "layout", padding=3 << 20)
+    async with await RegistryClient.connect(address, options=FAST) as client:
+        await push_layout(client, "bad", tmp_path / "layout")
+    server.corrupt = layout["layers"][1]
+    with pytest.raises(RegistryError, match="digest"):
+        await store.pull(f"{address}/bad")
+    with pytest.raises(NotFound):
+        await store.get(f"{address}/bad")
+    config = json.loads((tmp_path / "layout" / "blobs" / "sha256" / layout["config"].removeprefix("sha256:")).read_bytes())
+    assert not await store.snapshotter.has_layer(config["rootfs"]["diff_ids"])
+    assert not store.blobs.has(layout["layers"][1]) and not store.partial_path(layout["layers"][1]).exists()
+    assert list(store.snapshotter.tmp_dir.iterdir()) == []
 
 
 async def test_concurrent_pulls_download_each_layer_once(env: Any, tmp_path: Path) -> None:
