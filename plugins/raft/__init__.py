@@ -9,11 +9,12 @@ bookkeeping), ``config`` (tuning). For testing: ``sim`` drives a cluster over a 
 ``invariants`` checks Raft's safety properties while it runs, ``scenario`` runs seeded
 fault-injection scenarios, and ``linearizability`` checks client histories.
 
-The running member: ``wal`` and ``disk_storage`` (durable log and snapshots), ``transport`` and
-``network`` (TLS/TCP or in-memory streams, framing), ``driver`` (the trio Ready/Advance loop),
-``objects`` and ``store`` (the replicated versioned object store), ``control`` (a local status
-and request socket), ``member`` (all of it for one daemon). This module is only the plugin's
-registration glue.
+The running member: ``wal`` and ``disk_storage`` (durable log and snapshots), ``transport``,
+``tls_socket`` and ``network`` (TLS/TCP or in-memory streams, framing), ``driver`` (the trio
+Ready/Advance loop) with ``collector`` (short garbage collector pauses), ``objects`` and
+``store`` (the replicated versioned object store), ``control`` (a local status and request
+socket), ``member`` (all of it for one daemon). This module is only the plugin's registration
+glue.
 """
 
 from __future__ import annotations
@@ -41,9 +42,12 @@ class RaftSettings:
     election_ticks: int = setting(10, "Ticks without a leader before an election (randomised up to twice that).")
     heartbeat_ticks: int = setting(1, "Ticks between the leader's heartbeats.")
     request_timeout: float = setting(5.0, "Seconds a write or read waits for a quorum before failing with 'no quorum'.")
-    snapshot_entries: int = setting(10000, "Applied entries between snapshots (the log is compacted after each).")
+    snapshot_entries: int = setting(10000, "Applied entries between snapshots, at least (the log is compacted after "
+                                    "each); a snapshot also waits for entries of half as many bytes as the last one.")
     max_entry_bytes: int = setting(1 << 20, "Largest write accepted, in bytes of its encoded form.")
     history: int = setting(10000, "Revisions of changes kept for watch replay.")
+    freeze_gc: bool = setting(True, "Every 1000 applied entries, exempt the objects alive then from the garbage "
+                              "collector's full passes (gc.freeze), which a large store makes long.")
     control_socket: str = setting("", "Unix socket for `shoal raft status`; empty: raft.sock in the run root.")
 
 

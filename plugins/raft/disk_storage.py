@@ -55,13 +55,25 @@ class DiskStorage(MemoryStorage):
             self.wal.save_snapshot(rd.snapshot)
             self.wal.set_base(rd.snapshot.index, rd.snapshot.term)
             super().apply_snapshot(rd.snapshot)
+        self.stage(rd)
+        self.wal.flush(sync=rd.must_sync)
+
+    def stage(self, rd: Ready) -> None:
+        """Queue a Ready's entries and hard state as WAL records, without I/O; ``sync`` writes them.
+
+        Encoding is CPU work: done by the caller's thread, a thread that then only writes and
+        fsyncs never holds the interpreter lock for long. A Ready's snapshot is left to ``save``.
+        """
         if rd.entries:
             self.wal.append_entries(rd.entries)
             super().append(rd.entries)
         if rd.hard_state is not None:
             self.wal.set_hard_state(rd.hard_state)
             self.hard_state = rd.hard_state
-        self.wal.flush(sync=rd.must_sync)
+
+    def sync(self) -> None:
+        """Write what ``stage`` queued and fsync it."""
+        self.wal.flush(sync=True)
 
     def create_snapshot(self, index: int, conf_state: ConfState, data: bytes) -> Snapshot:
         """Make a snapshot of the applied state at ``index`` durable, then serve it to followers."""

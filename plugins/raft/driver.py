@@ -15,12 +15,14 @@ import logging
 import os
 import random
 import struct
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import trio
 
+from .collector import CollectorRelief
 from .config import RaftConfig
 from .disk_storage import DiskStorage
 from .errors import NoQuorum, NotLeader, ProposalDropped, ProposalTooLarge, RaftError
@@ -34,8 +36,22 @@ log = logging.getLogger("shoal.raft")
 _NOT_LEADER, _TOO_LARGE, _DROPPED = 1, 2, 3
 
 
+#: Seconds a snapshot's encoding pauses per second of work: it takes at most a quarter of the loop.
+SNAPSHOT_YIELD = 3.0
+
+#: An fsync expected to take less than this many seconds runs on the loop's own thread: handing
+#: it to a worker thread and back (two thread switches and the interpreter lock) costs as much.
+#: A slower one runs in a worker thread, and the loop serves clients and peers meanwhile.
+INLINE_SYNC = 0.002
+
 #: Snapshots hold the members' addresses (length-prefixed JSON), then the state machine's data.
 _U32 = struct.Struct(">I")
+
+
+def _timed(work: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
 
 
 class _Retry(Exception):
@@ -47,8 +63,12 @@ class StateMachine(Protocol):
 
     def apply(self, data: bytes) -> Any: ...
 
-    def snapshot(self) -> Callable[[], bytes]:
-        """Capture the state now; the returned encoder may run in another thread."""
+    def snapshot(self) -> Iterable[bytes]:
+        """Capture the state now; its encoding comes in pieces, each a short burst of work.
+
+        The driver encodes the pieces between its other work, on its own thread: a long encode
+        in a worker thread would hold the interpreter lock and stall the loop.
+        """
         ...
 
     def restore(self, data: bytes) -> None: ...
@@ -86,10 +106,15 @@ class DriverSettings:
     tick_interval: float = 0.05
     #: Seconds a write or read may wait for a quorum before failing with ``NoQuorum``.
     request_timeout: float = 5.0
-    #: Applied entries between snapshots (and log compactions).
+    #: Applied entries between snapshots (and log compactions), at least. A snapshot also waits
+    #: until the entries applied since the last one hold half as many bytes as it did: writing
+    #: out the whole state then stays within a small multiple of the bytes written to the log.
     snapshot_entries: int = 10000
     #: Entries kept behind a snapshot, so a briefly lagging follower needs no snapshot.
     catchup_entries: int = 1000
+    #: Hide long-lived objects from the garbage collector's full passes as entries are applied
+    #: (``collector.CollectorRelief``; it affects the whole process).
+    freeze_gc: bool = False
 
 
 class RaftDriver:
@@ -123,6 +148,8 @@ class RaftDriver:
         if not snapshot.is_empty():
             self._restore(snapshot.data)
         self.applied = snapshot.index
+        #: Bytes of entry data applied since the latest snapshot (since the start, after a restart).
+        self._applied_bytes = 0
         self.node = RaftNode(config, storage, rng or random.Random(int.from_bytes(os.urandom(8), "big")))
         hs = storage.initial_state()[0]
         self._durable_term_vote = (hs.term, hs.vote)
@@ -143,7 +170,10 @@ class RaftDriver:
         self._replies: dict[int, Pending] = {}
         self._ids = itertools.count(1)
         self._storage_lock = trio.Lock()
+        #: Recent fsync duration (a moving average), to choose where the next one runs.
+        self._sync_seconds = 0.0
         self._compacting = False
+        self._collector = CollectorRelief() if settings.freeze_gc else None
         self._nursery: trio.Nursery | None = None
         self.closed = False
 
@@ -151,7 +181,8 @@ class RaftDriver:
 
     def on_message(self, m: Message) -> None:
         self._inbox.append(m)
-        self._wake.set()
+        if not self.node.acknowledges_nothing_new(m):  # that one waits for the next wake
+            self._wake.set()
 
     def on_forward(self, frm: int, request: int, data: bytes) -> None:
         self._forwarded.append((frm, request, data))
@@ -183,6 +214,8 @@ class RaftDriver:
             address = await nursery.start(self.peers.run)
             while self.node.has_ready():  # apply what is already committed: the membership first of all
                 await self._handle(self.node.ready())
+            if self._collector is not None:
+                self._collector.freeze()  # what startup built (modules, the replayed state) stays
             nursery.start_soon(self._ticker)
             if self.join:
                 nursery.start_soon(self._ask_to_join)
@@ -329,10 +362,14 @@ class RaftDriver:
             self._send_all(rd)
         if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
             async with self._storage_lock:  # not beside a compaction's change of the in-memory log
-                if rd.must_sync:
+                if rd.snapshot is not None:
                     await trio.to_thread.run_sync(self.storage.save, rd)
                 else:
-                    self.storage.save(rd)  # a commit index only: a small write, no fsync
+                    # Records are encoded here; a commit index alone needs no fsync and is
+                    # written with the next entries (a stale one after a crash is harmless).
+                    self.storage.stage(rd)
+                    if rd.must_sync:
+                        await self._sync(early and bool(rd.messages))
         if hs is not None:
             self._durable_term_vote = (hs.term, hs.vote)
         if not early:
@@ -340,6 +377,7 @@ class RaftDriver:
         if rd.snapshot is not None:
             self._restore(rd.snapshot.data)
             self.applied = rd.snapshot.index
+            self._applied_bytes = 0
             for index in [i for i in self._appended if i <= self.applied]:
                 for _, pending in self._appended.pop(index):
                     pending.fail(ProposalDropped("the outcome of the write is unknown: a snapshot replaced the log"))
@@ -349,6 +387,7 @@ class RaftDriver:
                 self._apply_conf_change(ConfChange.decode(entry.data))
             elif entry.data:
                 result = self.machine.apply(entry.data)
+                self._applied_bytes += len(entry.data)
             self.applied = entry.index
             for term, pending in self._appended.pop(entry.index, []):
                 if term == entry.term:
@@ -368,9 +407,23 @@ class RaftDriver:
                 else:
                     still.append((index, pending))
             self._read_ready = still
+        if rd.committed_entries and self._collector is not None:
+            self._collector.applied(len(rd.committed_entries))
         if rd.committed_entries and not self._compacting:
-            if self.applied - self.storage.first_index() >= self.settings.snapshot_entries:
+            latest = self.storage.snapshot()
+            enough = self.applied - latest.index >= self.settings.snapshot_entries
+            if enough and 2 * self._applied_bytes >= len(latest.data):
                 self._start_compaction()
+
+    async def _sync(self, sent: bool) -> None:
+        """Write and fsync what was staged: on this thread while fsyncs are fast, else in a worker."""
+        if self._sync_seconds < INLINE_SYNC:
+            if sent:
+                await trio.lowlevel.checkpoint()  # the peers' senders put the entries on the wire first
+            took = _timed(self.storage.sync)
+        else:
+            took = await trio.to_thread.run_sync(_timed, self.storage.sync)
+        self._sync_seconds += (took - self._sync_seconds) * 0.2
 
     def _send_all(self, rd: Ready) -> None:
         for m in rd.messages:
@@ -398,16 +451,27 @@ class RaftDriver:
         index = self.applied
         meta = SnapshotMetadata(index, self.storage.term(index), self.node.conf_state())
         members = json.dumps({str(i): a for i, a in self.addresses.items()}).encode()
-        encode = self.machine.snapshot()
+        pieces = self.machine.snapshot()
+        self._applied_bytes = 0
         self._compacting = True
         assert self._nursery is not None
-        self._nursery.start_soon(self._compact, meta, members, encode)
+        self._nursery.start_soon(self._compact, meta, members, pieces)
 
-    async def _compact(self, meta: SnapshotMetadata, members: bytes, encode: Callable[[], bytes]) -> None:
+    async def _compact(self, meta: SnapshotMetadata, members: bytes, pieces: Iterable[bytes]) -> None:
         try:
-            snapshot = await trio.to_thread.run_sync(
-                lambda: self._write_snapshot(Snapshot(meta, _U32.pack(len(members)) + members + encode()))
-            )
+            data = [_U32.pack(len(members)), members]
+            pieces = iter(pieces)
+            while True:
+                started = time.perf_counter()
+                piece = next(pieces, None)
+                if piece is None:
+                    break
+                data.append(piece)
+                # Encoding shares the loop with clients and peers: at most a share of its time,
+                # so a snapshot slows requests a little for longer rather than a lot at once.
+                await trio.sleep((time.perf_counter() - started) * SNAPSHOT_YIELD)
+            snapshot = Snapshot(meta, b"".join(data))
+            await trio.to_thread.run_sync(self.storage.write_snapshot, snapshot)
             async with self._storage_lock:
                 # In this thread: the node reads the in-memory log between our awaits.
                 self.storage.adopt_snapshot(snapshot)
@@ -416,10 +480,6 @@ class RaftDriver:
             await trio.to_thread.run_sync(self.storage.release, keep_from)
         finally:
             self._compacting = False
-
-    def _write_snapshot(self, snapshot: Snapshot) -> Snapshot:
-        self.storage.write_snapshot(snapshot)
-        return snapshot
 
     def _fail_all(self, error: RaftError) -> None:
         for waiters in self._appended.values():

@@ -73,6 +73,7 @@ class RaftMember:
             tick_interval=settings.tick_interval,
             request_timeout=settings.request_timeout,
             snapshot_entries=settings.snapshot_entries,
+            freeze_gc=settings.freeze_gc,
         )
         self.driver = RaftDriver(config, self.storage, self.store, network, driver_settings,
                                  address=peers[settings.node_id], join=settings.join)  # fmt: skip

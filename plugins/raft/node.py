@@ -237,6 +237,18 @@ class RaftNode:
         """The transport finished (or gave up) sending the snapshot to ``node_id``."""
         self._step(Message(MT.SNAP_STATUS, frm=node_id, reject=not ok))
 
+    def acknowledges_nothing_new(self, m: Message) -> bool:
+        """Whether stepping ``m`` would only note that its sender is alive: an append
+        acknowledgment of this leader's term for entries already known to be replicated there
+        (followers answer the appends that only carry the commit index so). A driver may let
+        such a message wait until something else wakes it; check_quorum's count of live peers
+        spans an election timeout, and heartbeats answer every heartbeat interval anyway.
+        """
+        if m.type is not MT.APP_RESP or m.reject or m.term != self.term or self.role is not Role.LEADER:
+            return False
+        pr = self.progress.get(m.frm)
+        return pr is not None and m.index <= pr.match
+
     def has_ready(self) -> bool:
         if self._ready_outstanding:
             return False

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from shoal.errors import Conflict, InvalidArgument, NotFound, ShoalError
@@ -77,6 +77,14 @@ def _obviously_valid(op: Op, current: StoredObject | None) -> bool:
     return False
 
 
+#: Objects (or changes, or outcomes) encoded per piece of a snapshot.
+SNAPSHOT_PIECE = 256
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_string = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+
+
 #: Command outcomes remembered for deduplication (far more than can be in flight at once).
 OUTCOMES_KEPT = 4096
 
@@ -109,6 +117,8 @@ class ObjectState:
         #: Outcomes of the latest commands by request id, oldest first: a repeated command
         #: gets its first outcome instead of being applied again.
         self.outcomes: OrderedDict[str, list[StoredObject | None] | ShoalError] = OrderedDict()
+        #: id(item) -> (item, its JSON) for the objects, changes and outcomes of the last snapshot.
+        self._encoded: dict[int, tuple[object, str]] = {}
 
     def apply(self, data: bytes) -> list[StoredObject | None] | ShoalError:
         """Apply one committed command: the results of its ops, or the error that refused it."""
@@ -211,27 +221,58 @@ class ObjectState:
             picked = [c for c in picked if c.object.kind in wanted]
         return picked
 
-    def snapshot(self) -> Callable[[], bytes]:
-        """Capture the state now (cheap: objects are immutable) and return its encoder.
+    def snapshot(self) -> Iterator[bytes]:
+        """Capture the state now (cheap: objects are immutable) and return its JSON in pieces.
 
-        The encoder may run in another thread while later commands are applied.
+        Each piece is a short burst of work, so the caller can serve other work between pieces
+        while later commands are applied. The JSON of each object, change and outcome is
+        remembered from one snapshot to the next (they are immutable): a snapshot encodes only
+        what is new since the last one.
         """
         revision, compacted = self.revision, self.compacted
         objects, changes, outcomes = list(self.objects.values()), list(self.changes), list(self.outcomes.items())
+        return self._encode(revision, compacted, objects, changes, outcomes)
 
-        def encode() -> bytes:
-            return json.dumps(
-                {
-                    "revision": revision,
-                    "compacted": compacted,
-                    "objects": [_obj_to_json(o) for o in objects],
-                    "changes": [[c.revision, c.action, _obj_to_json(c.object)] for c in changes],
-                    "outcomes": [[rid, _outcome_to_json(outcome)] for rid, outcome in outcomes],
-                },
-                separators=(",", ":"),
-            ).encode()
+    def _encode(self, revision: int, compacted: int, objects: list[StoredObject], changes: list[Change],
+                outcomes: list[tuple[str, list[StoredObject | None] | ShoalError]]) -> Iterator[bytes]:  # fmt: skip
+        known = self._encoded
+        # Only what this snapshot holds is remembered for the next one.
+        fresh: dict[int, tuple[object, str]] = {}
 
-        return encode
+        def text(item: Any, encode: Callable[[Any], str]) -> str:
+            key = id(item)  # the cache holds the item, so its id is not reused while the entry lives
+            hit = fresh.get(key) or known.get(key)
+            if hit is None or hit[0] is not item:
+                hit = (item, encode(item))
+            fresh[key] = hit
+            return hit[1]
+
+        def object_json(o: StoredObject) -> str:
+            return _ENCODER.encode(_obj_to_json(o))
+
+        def change_json(c: Change) -> str:
+            return f"[{c.revision},{_string(c.action)},{text(c.object, object_json)}]"
+
+        def outcome_json(outcome: list[StoredObject | None] | ShoalError) -> str:
+            if isinstance(outcome, ShoalError):
+                return _ENCODER.encode(_outcome_to_json(outcome))
+            return '["ok",[' + ",".join("null" if o is None else text(o, object_json) for o in outcome) + "]]"
+
+        yield f'{{"revision":{revision},"compacted":{compacted},"objects":['.encode()
+        for n in range(0, len(objects), SNAPSHOT_PIECE):
+            part = ",".join([text(o, object_json) for o in objects[n : n + SNAPSHOT_PIECE]])
+            yield (("," if n else "") + part).encode()
+        yield b'],"changes":['
+        for n in range(0, len(changes), SNAPSHOT_PIECE):
+            part = ",".join([text(c, change_json) for c in changes[n : n + SNAPSHOT_PIECE]])
+            yield (("," if n else "") + part).encode()
+        yield b'],"outcomes":['
+        for n in range(0, len(outcomes), SNAPSHOT_PIECE):
+            piece = outcomes[n : n + SNAPSHOT_PIECE]
+            part = ",".join([f"[{_string(rid)},{text(o, outcome_json)}]" for rid, o in piece])
+            yield (("," if n else "") + part).encode()
+        yield b"]}"
+        self._encoded = fresh
 
     def restore(self, data: bytes) -> None:
         raw = json.loads(data) if data else {"revision": 0, "compacted": 0, "objects": [], "changes": [], "outcomes": []}
@@ -239,4 +280,5 @@ class ObjectState:
         self.objects = {(o.kind, o.id): o for o in map(_obj_from_json, raw["objects"])}
         self.changes = [Change(rev, action, _obj_from_json(obj)) for rev, action, obj in raw["changes"]]
         self.outcomes = OrderedDict((rid, _outcome_from_json(outcome)) for rid, outcome in raw["outcomes"])
+        self._encoded = {}
 

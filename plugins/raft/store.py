@@ -9,7 +9,7 @@ began. Watches stream from the node's own applied history.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 import trio
@@ -42,7 +42,7 @@ class RaftStore(StoreBase):
         self._notify()
         return result
 
-    def snapshot(self) -> Callable[[], bytes]:
+    def snapshot(self) -> Iterator[bytes]:
         return self.state.snapshot()
 
     def restore(self, data: bytes) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 import trio
 import trio.testing
 
+from .tls_socket import TlsSocketStream, wrap
+
 Handler = Callable[[trio.abc.Stream, str], Awaitable[None]]
 
 
@@ -23,7 +25,7 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _peer_name(stream: trio.SSLStream[trio.SocketStream]) -> str:
+def _peer_name(stream: TlsSocketStream) -> str:
     cert = stream.getpeercert() or {}
     for rdn in cert.get("subject", ()):
         for key, value in rdn:
@@ -33,7 +35,10 @@ def _peer_name(stream: trio.SSLStream[trio.SocketStream]) -> str:
 
 
 class TlsTransport:
-    """TCP with mutual TLS: both ends present a certificate signed by the cluster's CA."""
+    """TCP with mutual TLS: both ends present a certificate signed by the cluster's CA.
+
+    Its streams are ``tls_socket.TlsSocketStream``s: OpenSSL works on the socket directly.
+    """
 
     def __init__(self, listen: str, cert_file: str, key_file: str, ca_file: str) -> None:
         self.listen = listen
@@ -48,7 +53,7 @@ class TlsTransport:
     async def connect(self, address: str) -> trio.abc.Stream:
         host, port = split_address(address)
         tcp = await trio.open_tcp_stream(host, port)
-        stream = trio.SSLStream(tcp, self.client_context, server_side=False)
+        stream = TlsSocketStream(wrap(tcp, self.client_context, server_side=False))
         try:
             await stream.do_handshake()
         except BaseException:
@@ -62,7 +67,7 @@ class TlsTransport:
         address = "%s:%d" % listeners[0].socket.getsockname()[:2]
 
         async def accept(tcp: trio.SocketStream) -> None:
-            stream = trio.SSLStream(tcp, self.server_context, server_side=True)
+            stream = TlsSocketStream(wrap(tcp, self.server_context, server_side=True))
             try:
                 with trio.fail_after(10):
                     await stream.do_handshake()

@@ -302,9 +302,13 @@ class Wal:
         self.flush(sync=True)
 
     def close(self) -> None:
+        """Write any queued records (a commit index, say) without syncing them, and close."""
         if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+            try:
+                self.flush(sync=False)
+            finally:
+                os.close(self._fd)
+                self._fd = -1
 
     # ----------------------------------------------------------------------- snapshots
 

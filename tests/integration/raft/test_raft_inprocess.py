@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -130,3 +132,89 @@ async def test_tcp_and_memory_transports_fill_the_transport_slot() -> None:
     assert isinstance(hub.transport("a"), Transport) and isinstance(TcpTransport("127.0.0.1:0"), Transport)
     assert await _echo_pair(hub.transport("a"), hub.transport("b"), "a") == b"b:ping"
     assert await _echo_pair(TcpTransport("127.0.0.1:0"), TcpTransport("127.0.0.1:0"), "") == b":ping"
+
+
+async def test_tls_streams_carry_large_writes_both_ways_at_once(tmp_path: Path) -> None:
+    certs = make_certs(tmp_path, [1, 2])
+    (port,) = free_ports(1)
+    server = TlsTransport(f"127.0.0.1:{port}", str(certs["cert1"]), str(certs["key1"]), str(certs["ca"]))
+    client = TlsTransport("127.0.0.1:0", str(certs["cert2"]), str(certs["key2"]), str(certs["ca"]))
+    blob = bytes(range(256)) * 20_000  # far more than a TLS record and the socket buffers hold
+    served = trio.Event()
+
+    async def read_all(stream: trio.abc.Stream, size: int) -> bytes:
+        data = bytearray()
+        while len(data) < size:
+            chunk = await stream.receive_some()
+            assert chunk, "the stream ended early"
+            data += chunk
+        return bytes(data)
+
+    async def echo(stream: trio.abc.Stream, identity: str) -> None:
+        async with trio.open_nursery() as nursery:  # sends while it still receives
+            nursery.start_soon(stream.send_all, blob[::-1])
+            assert await read_all(stream, len(blob)) == blob
+        assert identity == "node-2"
+        assert await stream.receive_some() == b""  # the client closed: a clean end of stream
+        served.set()
+
+    async with trio.open_nursery() as nursery:
+        listening = await nursery.start(server.serve, echo)
+        with trio.fail_after(10):
+            stream = await client.connect(listening)
+            async with stream:
+                async with trio.open_nursery() as both:
+                    both.start_soon(stream.send_all, blob)
+                    assert await read_all(stream, len(blob)) == blob[::-1]
+            with pytest.raises(trio.ClosedResourceError):
+                await stream.send_all(b"late")
+            await served.wait()
+        nursery.cancel_scope.cancel()
+
+
+async def test_snapshots_wait_for_log_bytes_in_proportion_to_their_size(tmp_path: Path) -> None:
+    settings = DriverSettings(tick_interval=0.01, request_timeout=5.0, snapshot_entries=10, catchup_entries=2)
+    async with memory_cluster(tmp_path, 3, settings=settings) as cluster:
+        leader = await cluster.wait_leader()
+        storage = leader.driver.storage
+        blob = "x" * 10_000
+
+        async def snapshot_after(index: int) -> Snapshot:
+            with trio.fail_after(5):
+                while storage.snapshot().index <= index:
+                    await trio.sleep(0.01)
+            return storage.snapshot()
+
+        for n in range(12):
+            await leader.store.create("thing", f"big{n}", {"blob": blob})
+        first = await snapshot_after(0)
+        for n in range(30):  # enough entries, but few bytes next to the snapshot's
+            await leader.store.create("thing", f"small{n}", {"n": n})
+        await trio.sleep(0.1)
+        assert storage.snapshot().index == first.index
+        for n in range(len(first.data) // (2 * len(blob)) + 1):
+            await leader.store.create("thing", f"more{n}", {"blob": blob})
+        assert (await snapshot_after(first.index)).index > first.index + 30
+
+
+async def test_slow_fsyncs_move_to_a_worker_thread_and_fast_ones_come_back(tmp_path: Path) -> None:
+    async with memory_cluster(tmp_path, 3, settings=FAST) as cluster:
+        leader = await cluster.wait_leader()
+        storage = leader.driver.storage
+        fast_sync = storage.sync
+        threads: list[int] = []
+
+        def sync(delay: float) -> None:
+            threads.append(threading.get_ident())
+            time.sleep(delay)
+            fast_sync()
+
+        storage.sync = lambda: sync(0.02)  # type: ignore[method-assign]
+        for n in range(5):
+            await leader.store.create("thing", f"slow{n}", {})
+        assert threads[0] == threading.get_ident(), "fsyncs start on the loop's thread"
+        assert threads[-1] != threading.get_ident(), "slow ones move to a worker thread"
+        storage.sync = lambda: sync(0)  # type: ignore[method-assign]
+        for n in range(30):
+            await leader.store.create("thing", f"fast{n}", {})
+        assert threads[-1] == threading.get_ident()

@@ -330,3 +330,23 @@ def test_batched_proposals_travel_together() -> None:
     carrying = [m for m in net.sent if m.type is MT.APP and m.entries]
     assert len(carrying) == 2 and all(len(m.entries) == 10 for m in carrying)
     assert leader.log.committed == 11
+
+
+def test_only_acknowledgments_of_known_replication_may_wait() -> None:
+    net = Net(3)
+    leader = net.elect(1)
+    leader.propose(b"x")
+    net.run()
+    match = leader.progress[2].match
+    assert match == leader.log.last_index()
+
+    def ack(**fields: object) -> Message:
+        values: dict[str, object] = {"to": 1, "frm": 2, "term": leader.term, "index": match, **fields}
+        return Message(MT.APP_RESP, **values)  # type: ignore[arg-type]
+
+    assert leader.acknowledges_nothing_new(ack())  # the answer to a commit-only append
+    assert not leader.acknowledges_nothing_new(ack(index=match + 1))  # new replication: commit may move
+    assert not leader.acknowledges_nothing_new(ack(reject=True, reject_hint=0))
+    assert not leader.acknowledges_nothing_new(ack(term=leader.term + 1))  # the leader must step down
+    assert not leader.acknowledges_nothing_new(Message(MT.HEARTBEAT_RESP, to=1, frm=2, term=leader.term))
+    assert not net.nodes[2].acknowledges_nothing_new(ack(to=2, frm=3))  # only a leader lets one wait

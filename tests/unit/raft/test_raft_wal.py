@@ -229,3 +229,16 @@ def test_kill_9_of_a_writer_loses_no_acknowledged_entry(tmp_path: Path) -> None:
         assert [e.index for e in got] == list(range(1, s.last_index() + 1))
         assert all(e.data == b"v%d" % e.index * 40 for e in got)
         s.close()
+
+
+def test_staged_records_are_written_by_the_next_sync_or_by_close(tmp_path: Path) -> None:
+    s = open_storage(tmp_path)
+    size = segments(tmp_path)[-1].stat().st_size
+    s.stage(Ready(entries=entries(1, 4), hard_state=HardState(1, 1, 0), must_sync=True))
+    assert s.last_index() == 3 and segments(tmp_path)[-1].stat().st_size == size  # no I/O yet
+    s.sync()
+    s.stage(Ready(hard_state=HardState(1, 1, 3)))  # a commit index alone waits for the next write
+    s.close()
+    again = open_storage(tmp_path)
+    assert again.initial_state()[0] == HardState(1, 1, 3) and again.entries(1, 4) == entries(1, 4)
+    again.close()
