@@ -50,7 +50,7 @@ class RecordingServer(RegistryServer):
             self.blob_gets.append((ref, asked))
             size = int(dict(response.headers)["Content-Length"])
             if (self.cut_after is not None and size > self.cut_after) or self.delay or ref == self.corrupt:
-                response.body = self._shaped(response.body, flip=ref == self.corrupt)
+                response.body = self._shaped(response.body.chunks(), flip=ref == self.corrupt)
         return response
 
     async def _shaped(self, body: Any, flip: bool) -> AsyncIterator[bytes]:

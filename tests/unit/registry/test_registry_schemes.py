@@ -1,9 +1,10 @@
 """Which scheme a loopback registry is reached with: plain HTTP first, HTTPS (unverified)
-when the registry only speaks TLS."""
+when the registry only speaks TLS; and blobs served over TLS."""
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import ssl
 from functools import partial
 from pathlib import Path
@@ -12,6 +13,9 @@ from typing import Any
 import trio
 
 from shoal.plugins.images.distribution import RegistryClient, TransportOptions
+from shoal.plugins.registry.server import RegistryServer
+from shoal.plugins.registry.service import serve
+from shoal.plugins.registry.storage import RegistryStorage
 
 OPTIONS = TransportOptions(retries=0, backoff=0.01, timeout=5.0)
 
@@ -83,3 +87,21 @@ async def test_a_tls_only_loopback_registry_is_reached_over_https(tmp_path: Path
         await answer_v2(wrapped)
 
     assert (await connect_to(tls)).startswith("https://")
+
+
+async def test_blobs_from_a_tls_registry_are_whole_and_ranged(tmp_path: Path) -> None:
+    # Over TLS the server cannot sendfile(2): the blob goes out in chunks, ranges included.
+    blob = bytes(range(256)) * 20000  # 5 MB: several chunks
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    (tmp_path / "blob").write_bytes(blob)
+    async with trio.open_nursery() as nursery:
+        address = await nursery.start(serve, RegistryServer(RegistryStorage(tmp_path / "registry")), "127.0.0.1:0",
+                                      server_context(tmp_path))  # fmt: skip
+        async with await RegistryClient.connect(address, options=OPTIONS) as client:
+            assert client.base_url.startswith("https://")
+            await client.upload_blob("a/b", digest, tmp_path / "blob", len(blob))
+            partial = tmp_path / "partial"
+            partial.write_bytes(blob[:1000])  # resumed with a Range request
+            await client.fetch_blob("a/b", digest, partial)
+            assert partial.read_bytes() == blob
+        nursery.cancel_scope.cancel()
