@@ -39,7 +39,7 @@ class RaftSettings:
     ca_file: str = setting("", "PEM CA certificate(s) that peers' certificates must be signed by.")
     insecure: bool = setting(False, "Plain TCP without TLS; only for tests on loopback.")
     tick_interval: float = setting(0.05, "Seconds per Raft tick.")
-    election_ticks: int = setting(10, "Ticks without a leader before an election (randomised up to twice that).")
+    election_ticks: int = setting(8, "Ticks without a leader before an election (randomised up to twice that).")
     heartbeat_ticks: int = setting(1, "Ticks between the leader's heartbeats.")
     request_timeout: float = setting(5.0, "Seconds a write or read waits for a quorum before failing with 'no quorum'.")
     snapshot_entries: int = setting(10000, "Applied entries between snapshots, at least (the log is compacted after "

@@ -67,6 +67,7 @@ def _object(o: StoredObject | None) -> dict[str, Any] | None:
 async def _answer(request: dict[str, Any], store: RaftStore, driver: RaftDriver, cluster_id: str) -> Any:
     op = request.get("op")
     if op == "status":
+        await trio.lowlevel.checkpoint()  # every answer yields once: a client cannot hog the loop
         return status_report(driver, cluster_id)
     if op == "commit":
         return [_object(o) for o in await store.commit([op_from_json(raw) for raw in request["ops"]])]
@@ -76,7 +77,39 @@ async def _answer(request: dict[str, Any], store: RaftStore, driver: RaftDriver,
         return [_object(o) for o in await store.list(request["kind"], request.get("labels"))]
     if op == "revision":
         return await store.revision()
+    await trio.lowlevel.checkpoint()
     raise InvalidArgument(f"unknown control op {op!r}")
+
+
+class _Connection:
+    """A client's connection, read and written with the socket's own non-blocking calls.
+
+    ``trio.SocketStream.send_all`` yields to the scheduler after every send; an answer here is
+    written at once, and the task waits only when the socket asks it to.
+    """
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.sock = socket.socket(fileno=stream.socket.detach())
+        self.sock.setblocking(False)
+
+    async def receive(self) -> bytes:
+        while True:
+            try:
+                return self.sock.recv(65536)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(self.sock)
+
+    async def send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self.sock.send(view) :]
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(self.sock)
+
+    def close(self) -> None:
+        trio.lowlevel.notify_closing(self.sock)
+        self.sock.close()
 
 
 async def serve_control(path: Path, store: RaftStore, driver: RaftDriver, cluster_id: str,
@@ -91,17 +124,19 @@ async def serve_control(path: Path, store: RaftStore, driver: RaftDriver, cluste
     listener = trio.SocketListener(sock)
 
     async def handle(stream: trio.SocketStream) -> None:
+        connection = _Connection(stream)
         try:
-            async with stream:
-                await serve_client(stream)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await serve_client(connection)
+        except OSError:
             pass  # the client went away (a timeout on its side): its answer has nowhere to go
+        finally:
+            connection.close()
 
-    async def serve_client(stream: trio.SocketStream) -> None:
+    async def serve_client(connection: _Connection) -> None:
         buffer = bytearray()
         while True:
             while b"\n" not in buffer:
-                data = await stream.receive_some(65536)
+                data = await connection.receive()
                 if not data or len(buffer) > MAX_LINE:
                     return
                 buffer += data
@@ -111,9 +146,10 @@ async def serve_control(path: Path, store: RaftStore, driver: RaftDriver, cluste
                 response = {"ok": await _answer(json.loads(line), store, driver, cluster_id)}
             except (ShoalError, KeyError, ValueError, TypeError) as exc:
                 response = {"error": type(exc).__name__, "message": str(exc)}
+                await trio.lowlevel.checkpoint()  # a malformed request may not have yielded
             except trio.ClosedResourceError as exc:
                 response = {"error": "Unavailable", "message": str(exc) or "the raft node is stopping"}
-            await stream.send_all(json.dumps(response).encode() + b"\n")
+            await connection.send(json.dumps(response).encode() + b"\n")
 
     try:
         await trio.serve_listeners(handle, [listener], task_status=StartedWith(task_status, None))  # type: ignore[arg-type]

@@ -58,6 +58,14 @@ class _Retry(Exception):
     """A proposal attempt that certainly or possibly failed, and is safe to make again."""
 
 
+class _Refused(_Retry):
+    """The leader did not append a forwarded proposal; ``code`` says why."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
 class StateMachine(Protocol):
     """What the driver applies committed entries to."""
 
@@ -81,6 +89,8 @@ class Pending:
         self._event = trio.Event()
         self._value: Any = None
         self._error: BaseException | None = None
+        #: A forwarded proposal's: the leader appended it, and it now waits for the apply.
+        self.placed = False
 
     def set(self, value: Any) -> None:
         if not self._event.is_set():
@@ -189,9 +199,17 @@ class RaftDriver:
         self._wake.set()
 
     def on_reply(self, reply: ForwardReply) -> None:
+        """The leader's answer to a forwarded proposal: from then on, its waiter waits for the apply."""
         pending = self._replies.pop(reply.request, None)
-        if pending is not None:
-            pending.set(reply)
+        if pending is None:
+            return
+        if reply.error:
+            pending.fail(_Refused(reply.error))
+        elif reply.index <= self.applied:
+            pending.fail(_Retry())  # applied before we could track it: the state machine answers the retry
+        else:
+            pending.placed = True
+            self._appended.setdefault(reply.index, []).append((reply.term, pending))
 
     def on_join(self, node_id: int, address: str) -> None:
         self._joins[node_id] = address
@@ -256,6 +274,7 @@ class RaftDriver:
             while self.node.has_ready():
                 await self._handle(self.node.ready())
                 self._feed()
+            self.peers.flush()  # answers to forwarded proposals that no Ready carried out
 
     def _feed(self) -> None:
         node = self.node
@@ -418,7 +437,7 @@ class RaftDriver:
     async def _sync(self, sent: bool) -> None:
         """Write and fsync what was staged: on this thread while fsyncs are fast, else in a worker."""
         if self._sync_seconds < INLINE_SYNC:
-            if sent:
+            if sent and self.peers.backlog():
                 await trio.lowlevel.checkpoint()  # the peers' senders put the entries on the wire first
             took = _timed(self.storage.sync)
         else:
@@ -428,6 +447,7 @@ class RaftDriver:
     def _send_all(self, rd: Ready) -> None:
         for m in rd.messages:
             self.peers.send(m)
+        self.peers.flush()  # one write per peer, from this task while the peer's stream is idle
 
     def _apply_conf_change(self, change: ConfChange) -> None:
         self.node.apply_conf_change(change)
@@ -538,27 +558,25 @@ class RaftDriver:
         try:
             if not self.peers.forward(lead, request, data):
                 raise _Retry()
-            reply: ForwardReply = await self._wait_while_led_by(lead, pending)
+            return await self._wait_while_led_by(lead, pending)
+        except _Refused as refused:
+            if refused.code == _TOO_LARGE:
+                raise ProposalTooLarge(len(data), self.node.config.max_entry_bytes) from None
+            raise
         finally:
             self._replies.pop(request, None)
-        if reply.error == _TOO_LARGE:
-            raise ProposalTooLarge(len(data), self.node.config.max_entry_bytes)
-        if reply.error:
-            raise _Retry()
-        applied = Pending()
-        if reply.index <= self.applied:
-            raise _Retry()  # applied before we could track it: the state machine answers the retry
-        self._appended.setdefault(reply.index, []).append((reply.term, applied))
-        return await applied.wait()
 
     async def _wait_while_led_by(self, lead: int, pending: Pending) -> Any:
-        """Wait for ``pending`` unless leadership moves away from ``lead`` or too long passes."""
+        """Wait for a forwarded proposal's outcome; until the leader has appended it, only while
+        leadership stays with ``lead`` and not too long."""
         patience = self.settings.tick_interval * self.node.config.election_tick * 2
         deadline = trio.current_time() + patience
-        while trio.current_time() < deadline and self.node.lead == lead:
+        while not pending.placed:
+            if trio.current_time() >= deadline or self.node.lead != lead:
+                raise _Retry()
             with trio.move_on_after(self.settings.tick_interval):
                 return await pending.wait()
-        raise _Retry()
+        return await pending.wait()
 
     async def read_barrier(self) -> int:
         """Wait until this node has applied everything committed before the call (ReadIndex, §8)."""

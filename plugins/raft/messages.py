@@ -139,6 +139,12 @@ LOCAL_MESSAGES = frozenset(
 )
 
 
+#: The context of an append that carries only a new commit index to a follower the leader has
+#: sent every entry: a follower that accepts it does not answer (its answers to the entries
+#: already tell the leader everything; heartbeats keep it informed of the follower otherwise).
+COMMIT_ONLY = b"commit"
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """A Raft message. Field meanings follow the type (e.g. ``index`` is the probe index of APP)."""

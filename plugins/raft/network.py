@@ -2,10 +2,16 @@
 
 Each node keeps one outgoing stream per peer, fed by a bounded queue: when a peer is slow or
 gone the queue fills and further messages are dropped and reported unreachable (Raft resends
-what matters), so a dead peer never stalls the others. Incoming streams open with a HELLO
-naming the cluster and the sender; streams from another cluster or an unknown member are closed
-at once. A frame is ``length (u32) | kind (u8) | payload`` and never exceeds ``MAX_FRAME``;
-snapshots travel as a sequence of chunks reassembled by the receiver.
+what matters), so a dead peer never stalls the others. The driver's own frames (Raft
+messages, answers to forwarded proposals) wait in an outbox until it calls ``flush``: then each
+peer whose queue is empty and whose stream can send without waiting (``send_nowait``) gets them
+in one write from the driver itself, with no switch to the sender task. Proposals forwarded by
+clients go through the queue, where the sender batches those that arrive together.
+
+Incoming streams open with a HELLO naming the cluster and the sender; streams from another
+cluster or an unknown member are closed at once. A frame is ``length (u32) | kind (u8) |
+payload`` and never exceeds ``MAX_FRAME``; snapshots travel as a sequence of chunks reassembled
+by the receiver.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import logging
 import struct
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
@@ -138,6 +144,10 @@ class Peers:
         self.events = events
         self._nursery: trio.Nursery | None = None
         self._queues: dict[int, trio.MemorySendChannel[tuple[list[bytes], bool]]] = {}
+        #: Peers whose sender waits on an empty queue, with their stream if it has ``send_nowait``.
+        self._idle: dict[int, Any] = {}
+        #: Frames of the driver not yet handed to a stream or a queue, per peer.
+        self._outbox: dict[int, list[bytes]] = {}
         #: Peers whose outgoing stream is up (for status displays).
         self.connected: set[int] = set()
 
@@ -168,28 +178,57 @@ class Peers:
     # ------------------------------------------------------------------ sending
 
     def send(self, m: Message) -> None:
-        """Queue a Raft message; a full queue drops it and reports the peer unreachable."""
+        """Put a Raft message in the outbox (a snapshot straight in the queue); see ``flush``."""
         if m.type is MessageType.SNAP:
+            self._flush_to(m.to)
             self._enqueue(m.to, snapshot_frames(m), snapshot=True)
         else:
-            self._enqueue(m.to, [frame(RAFT, encode_message(m))])
+            self._outbox.setdefault(m.to, []).append(frame(RAFT, encode_message(m)))
+
+    def flush(self) -> None:
+        """Send the outbox: one write per peer; a full queue drops and reports as ``send`` says."""
+        while self._outbox:
+            to, frames = self._outbox.popitem()
+            self._enqueue(to, frames, direct=True)
+
+    def _flush_to(self, to: int) -> None:
+        frames = self._outbox.pop(to, None)
+        if frames:
+            self._enqueue(to, frames, direct=True)
+
+    def backlog(self) -> bool:
+        """Whether frames wait in a queue for their sender task."""
+        return any(queue.statistics().current_buffer_used for queue in self._queues.values())
 
     def forward(self, to: int, request: int, data: bytes) -> bool:
         return self._enqueue(to, [frame(FORWARD, _U64.pack(request) + data)])
 
     def reply(self, to: int, reply: ForwardReply) -> None:
-        self._enqueue(to, [frame(FORWARD_REPLY, reply.encode())])
+        """Put the answer to a forwarded proposal in the outbox; see ``flush``."""
+        self._outbox.setdefault(to, []).append(frame(FORWARD_REPLY, reply.encode()))
 
     def join(self, to: int, address: str) -> None:
         """Ask member ``to`` to add this node, reachable at ``address``, to the cluster."""
         self._enqueue(to, [frame(JOIN, address.encode())])
 
-    def _enqueue(self, to: int, frames: list[bytes], snapshot: bool = False) -> bool:
+    def _enqueue(self, to: int, frames: list[bytes], snapshot: bool = False, direct: bool = False) -> bool:
         queue = self._queues.get(to)
         if queue is None:
             if snapshot:
                 self.events.on_snapshot(to, False)
             return False
+        stream = self._idle.get(to) if direct else None
+        if stream is not None:
+            data = b"".join(frames)
+            try:
+                sent = stream.send_nowait(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
+                sent = 0  # the sender meets the same error and reconnects
+            if sent == len(data):
+                return True
+            # The rest goes first through the queue, and so does everything after it.
+            del self._idle[to]
+            frames = [data[sent:]]
         try:
             queue.send_nowait((frames, snapshot))
         except trio.WouldBlock:
@@ -218,8 +257,17 @@ class Peers:
             try:
                 async with stream:
                     await stream.send_all(hello)
+                    direct = stream if hasattr(stream, "send_nowait") else None
                     while True:
-                        frames, snapshot = await queue.receive()
+                        try:
+                            frames, snapshot = queue.receive_nowait()
+                        except trio.WouldBlock:
+                            if direct is not None:  # senders may write straight to the stream
+                                self._idle[peer_id] = direct
+                            try:
+                                frames, snapshot = await queue.receive()
+                            finally:
+                                self._idle.pop(peer_id, None)
                         # Batch what else is queued into one write: fewer syscalls under load.
                         batch, snapshots = list(frames), int(snapshot)
                         while len(batch) < 256:

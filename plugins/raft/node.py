@@ -20,6 +20,7 @@ from .errors import ConfChangeRefused, LogCompacted, NotLeader, ProposalDropped,
 from .log import RaftLog
 from .messages import (
     CAMPAIGN_TRANSFER,
+    COMMIT_ONLY,
     NONE,
     ConfChange,
     ConfChangeType,
@@ -649,7 +650,8 @@ class RaftNode:
             return
         last_new = self.log.maybe_append(m.index, m.log_term, m.commit, m.entries)
         if last_new is not None:
-            self._send(MT.APP_RESP, m.frm, index=last_new)
+            if m.entries or m.context != COMMIT_ONLY:
+                self._send(MT.APP_RESP, m.frm, index=last_new)
             return
         # §5.3 optimisation: tell the leader the last index whose term is <= the probed term,
         # so it can skip a whole conflicting term per round trip.
@@ -742,7 +744,7 @@ class RaftNode:
         elif pr.state is ProgressState.REPLICATE:
             pr.inflights.free_le(m.index)
         if self._maybe_commit():
-            self._broadcast_append()
+            self._broadcast_append(commit_only=True)
         elif was_paused:
             self._send_append(m.frm)
         # Pipelining: keep sending while the in-flight window has room.
@@ -829,10 +831,11 @@ class RaftNode:
                 self._serve_read(NONE if m.frm == self.id else m.frm, m.context)
         return True
 
-    def _broadcast_append(self) -> None:
+    def _broadcast_append(self, commit_only: bool = False) -> None:
+        """Send every follower its next entries, or the commit index (``COMMIT_ONLY`` with ``commit_only``)."""
         for node_id in self.progress:
             if node_id != self.id:
-                self._send_append(node_id)
+                self._send_append(node_id, commit_only=commit_only)
 
     def _broadcast_heartbeat(self, context: bytes | None = None) -> None:
         if context is None:
@@ -845,7 +848,7 @@ class RaftNode:
                     MT.HEARTBEAT, node_id, index=self._clock, commit=min(pr.match, self.log.committed), context=context
                 )
 
-    def _send_append(self, to: int, send_if_empty: bool = True) -> bool:
+    def _send_append(self, to: int, send_if_empty: bool = True, commit_only: bool = False) -> bool:
         pr = self.progress[to]
         if pr.is_paused():
             return False
@@ -858,7 +861,9 @@ class RaftNode:
             return self._send_snapshot(to, pr)
         if not entries and not send_if_empty:
             return False
-        self._send(MT.APP, to, index=prev, log_term=prev_term, entries=tuple(entries), commit=self.log.committed)
+        unanswered = commit_only and not entries and pr.state is ProgressState.REPLICATE
+        self._send(MT.APP, to, index=prev, log_term=prev_term, entries=tuple(entries), commit=self.log.committed,
+                   context=COMMIT_ONLY if unanswered else b"")  # fmt: skip
         if entries:
             if pr.state is ProgressState.REPLICATE:
                 last = entries[-1].index

@@ -8,6 +8,7 @@ began. Watches stream from the node's own applied history.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
@@ -31,6 +32,10 @@ class RaftStore(StoreBase):
         #: Whether a watcher holds ``_changed``: only then does an apply need a new event.
         self._changed_taken = False
         self._closed = False
+        #: Request ids: a random prefix per store instance (unique across members and restarts),
+        #: then a counter, so a commit needs no random bytes of its own.
+        self._rid_prefix = os.urandom(8).hex()
+        self._rids = itertools.count(1)
 
     def attach(self, driver: RaftDriver) -> None:
         self.driver = driver
@@ -65,8 +70,9 @@ class RaftStore(StoreBase):
     async def commit(self, ops: Sequence[Op]) -> list[StoredObject | None]:
         """Apply operations atomically once a quorum has stored them; see ``shoal.slots.Store.commit``."""
         ops = list(ops)
-        data = encode_command(ops, os.urandom(12).hex())
+        data = encode_command(ops, f"{self._rid_prefix}{next(self._rids):x}")
         if not ops:
+            await trio.lowlevel.checkpoint()
             return []
         result = await self._driver().propose(data)
         if isinstance(result, ShoalError):

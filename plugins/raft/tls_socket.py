@@ -90,6 +90,22 @@ class TlsSocketStream(trio.abc.Stream):
         finally:
             self._sending = False
 
+    def send_nowait(self, data: bytes) -> int:
+        """Send what the socket takes now, without waiting: the number of bytes taken.
+
+        A 0 after OpenSSL wanted to wait may leave part of ``data`` inside OpenSSL: the next
+        send on this stream must then start with the same bytes, whole.
+        """
+        self._check_open()
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this TLS stream")
+        try:
+            return self._sock.send(data)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return 0
+        except OSError as exc:
+            raise trio.BrokenResourceError(f"TLS send failed: {exc}") from exc
+
     async def wait_send_all_might_not_block(self) -> None:
         self._check_open()
         await trio.lowlevel.wait_writable(self._sock)

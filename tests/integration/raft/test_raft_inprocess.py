@@ -172,6 +172,43 @@ async def test_tls_streams_carry_large_writes_both_ways_at_once(tmp_path: Path) 
         nursery.cancel_scope.cancel()
 
 
+async def test_tls_send_nowait_takes_what_fits_and_a_retry_completes_it(tmp_path: Path) -> None:
+    certs = make_certs(tmp_path, [1, 2])
+    (port,) = free_ports(1)
+    server = TlsTransport(f"127.0.0.1:{port}", str(certs["cert1"]), str(certs["key1"]), str(certs["ca"]))
+    client = TlsTransport("127.0.0.1:0", str(certs["cert2"]), str(certs["key2"]), str(certs["ca"]))
+    received = bytearray()
+    reading = trio.Event()
+    done = trio.Event()
+
+    async def sink(stream: trio.abc.Stream, identity: str) -> None:
+        await reading.wait()  # nothing is read until the sender had to stop
+        while chunk := await stream.receive_some():
+            received.extend(chunk)
+        done.set()
+
+    async with trio.open_nursery() as nursery:
+        listening = await nursery.start(server.serve, sink)
+        with trio.fail_after(10):
+            stream = await client.connect(listening)
+            sent = bytearray()
+            piece = 0
+            while True:  # small writes go out whole until the socket buffers are full
+                data = bytes([piece % 251]) * 4000
+                taken = stream.send_nowait(data)  # type: ignore[attr-defined]
+                if taken < len(data):
+                    break
+                sent += data
+                piece += 1
+            assert taken == 0 and sent
+            reading.set()
+            await stream.send_all(data)  # the same bytes first, as OpenSSL asks
+            await stream.aclose()
+            await done.wait()
+        assert received == sent + data
+        nursery.cancel_scope.cancel()
+
+
 async def test_snapshots_wait_for_log_bytes_in_proportion_to_their_size(tmp_path: Path) -> None:
     settings = DriverSettings(tick_interval=0.01, request_timeout=5.0, snapshot_entries=10, catchup_entries=2)
     async with memory_cluster(tmp_path, 3, settings=settings) as cluster:

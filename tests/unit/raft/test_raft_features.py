@@ -11,6 +11,7 @@ from shoal.errors import InvalidArgument
 from shoal.plugins.raft.config import RaftConfig
 from shoal.plugins.raft.errors import ConfChangeRefused, NotLeader, ProposalDropped, ProposalTooLarge, RaftError
 from shoal.plugins.raft.messages import (
+    COMMIT_ONLY,
     ConfChange,
     ConfChangeType,
     ConfState,
@@ -350,3 +351,23 @@ def test_only_acknowledgments_of_known_replication_may_wait() -> None:
     assert not leader.acknowledges_nothing_new(ack(term=leader.term + 1))  # the leader must step down
     assert not leader.acknowledges_nothing_new(Message(MT.HEARTBEAT_RESP, to=1, frm=2, term=leader.term))
     assert not net.nodes[2].acknowledges_nothing_new(ack(to=2, frm=3))  # only a leader lets one wait
+
+
+def test_followers_do_not_answer_appends_that_only_carry_the_commit_index() -> None:
+    net = Net(3)
+    leader = net.elect(1)
+    leader.propose(b"x")
+    net.run()  # both followers stream now
+    net.sent.clear()
+    leader.propose(b"y")
+    net.run()
+    last = leader.log.last_index()
+    commit_only = [m for m in net.sent if m.type is MT.APP and not m.entries and m.commit == last]
+    assert {m.to for m in commit_only} == {2, 3} and all(m.context == COMMIT_ONLY for m in commit_only)
+    answers = [m for m in net.sent if m.type is MT.APP_RESP]
+    assert len(answers) == 2 and all(m.index == last for m in answers)  # the entry's answers only
+    assert all(net.nodes[i].log.committed == last for i in (2, 3))
+    # Any other empty append (a probe, say) is answered.
+    probe = Message(MT.APP, to=2, frm=1, term=leader.term, index=last, log_term=leader.term, commit=last)
+    net.nodes[2].step(probe)
+    assert [m.index for m in net.drain(2) if m.type is MT.APP_RESP] == [last]
