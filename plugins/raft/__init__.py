@@ -42,8 +42,9 @@ class RaftSettings:
     election_ticks: int = setting(8, "Ticks without a leader before an election (randomised up to twice that).")
     heartbeat_ticks: int = setting(1, "Ticks between the leader's heartbeats.")
     request_timeout: float = setting(5.0, "Seconds a write or read waits for a quorum before failing with 'no quorum'.")
-    snapshot_entries: int = setting(10000, "Applied entries between snapshots, at least (the log is compacted after "
-                                    "each); a snapshot also waits for entries of half as many bytes as the last one.")
+    snapshot_entries: int = setting(10000, "Applied entries between snapshots, at least, plus up to half again at "
+                                    "random so members do not snapshot together (the log is compacted after each); "
+                                    "a snapshot also waits for entries of half as many bytes as the last one.")
     max_entry_bytes: int = setting(1 << 20, "Largest write accepted, in bytes of its encoded form.")
     history: int = setting(10000, "Revisions of changes kept for watch replay.")
     freeze_gc: bool = setting(True, "Every 1000 applied entries, exempt the objects alive then from the garbage "

@@ -116,7 +116,8 @@ class DriverSettings:
     tick_interval: float = 0.05
     #: Seconds a write or read may wait for a quorum before failing with ``NoQuorum``.
     request_timeout: float = 5.0
-    #: Applied entries between snapshots (and log compactions), at least. A snapshot also waits
+    #: Applied entries between snapshots (and log compactions), at least; each member adds up to
+    #: half again at random (``_next_snapshot_due``). A snapshot also waits
     #: until the entries applied since the last one hold half as many bytes as it did: writing
     #: out the whole state then stays within a small multiple of the bytes written to the log.
     snapshot_entries: int = 10000
@@ -160,7 +161,9 @@ class RaftDriver:
         self.applied = snapshot.index
         #: Bytes of entry data applied since the latest snapshot (since the start, after a restart).
         self._applied_bytes = 0
-        self.node = RaftNode(config, storage, rng or random.Random(int.from_bytes(os.urandom(8), "big")))
+        self._rng = rng or random.Random(int.from_bytes(os.urandom(8), "big"))
+        self.node = RaftNode(config, storage, self._rng)
+        self._snapshot_due = self._next_snapshot_due()
         hs = storage.initial_state()[0]
         self._durable_term_vote = (hs.term, hs.vote)
         self._inbox: list[Message] = []
@@ -430,9 +433,16 @@ class RaftDriver:
             self._collector.applied(len(rd.committed_entries))
         if rd.committed_entries and not self._compacting:
             latest = self.storage.snapshot()
-            enough = self.applied - latest.index >= self.settings.snapshot_entries
+            enough = self.applied - latest.index >= self._snapshot_due
             if enough and 2 * self._applied_bytes >= len(latest.data):
                 self._start_compaction()
+
+    def _next_snapshot_due(self) -> int:
+        """Entries after the latest snapshot before the next: ``snapshot_entries`` plus up to half
+        again, drawn anew each time, so the members of a group (which apply the same entries)
+        do not all slow down for a snapshot at the same moment."""
+        entries = self.settings.snapshot_entries
+        return entries + self._rng.randrange(entries // 2 + 1)
 
     async def _sync(self, sent: bool) -> None:
         """Write and fsync what was staged: on this thread while fsyncs are fast, else in a worker."""
@@ -473,6 +483,7 @@ class RaftDriver:
         members = json.dumps({str(i): a for i, a in self.addresses.items()}).encode()
         pieces = self.machine.snapshot()
         self._applied_bytes = 0
+        self._snapshot_due = self._next_snapshot_due()
         self._compacting = True
         assert self._nursery is not None
         self._nursery.start_soon(self._compact, meta, members, pieces)

@@ -222,8 +222,10 @@ async def test_snapshots_wait_for_log_bytes_in_proportion_to_their_size(tmp_path
                     await trio.sleep(0.01)
             return storage.snapshot()
 
-        for n in range(12):
+        for n in range(16):  # until the first snapshot (10 entries plus up to half again)
             await leader.store.create("thing", f"big{n}", {"blob": blob})
+            if storage.snapshot().index:
+                break
         first = await snapshot_after(0)
         for n in range(30):  # enough entries, but few bytes next to the snapshot's
             await leader.store.create("thing", f"small{n}", {"n": n})
@@ -232,6 +234,15 @@ async def test_snapshots_wait_for_log_bytes_in_proportion_to_their_size(tmp_path
         for n in range(len(first.data) // (2 * len(blob)) + 1):
             await leader.store.create("thing", f"more{n}", {"blob": blob})
         assert (await snapshot_after(first.index)).index > first.index + 30
+
+
+async def test_members_draw_their_snapshot_points_apart(tmp_path: Path) -> None:
+    # Members apply the same entries: with one fixed count they would all snapshot (and slow
+    # down) at the same moment.
+    settings = DriverSettings(tick_interval=0.01, request_timeout=5.0, snapshot_entries=10)
+    async with memory_cluster(tmp_path, 3, settings=settings) as cluster:
+        draws = [m.driver._next_snapshot_due() for m in cluster.members.values() for _ in range(10)]
+        assert all(10 <= d <= 15 for d in draws) and len(set(draws)) > 1
 
 
 async def test_slow_fsyncs_move_to_a_worker_thread_and_fast_ones_come_back(tmp_path: Path) -> None:
