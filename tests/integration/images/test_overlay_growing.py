@@ -5,7 +5,6 @@ leaves nothing when the download is abandoned, wrong or unsafe."""
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 from functools import partial
 from pathlib import Path
@@ -18,11 +17,10 @@ from shoal.errors import InvalidArgument
 from shoal.plugins.overlay.snapshotter import OverlaySnapshotter
 from shoal.plugins.overlay.unpack import UnsafeLayer
 
+from layers_support import diff_id
+
 pytestmark = pytest.mark.root
 
-
-def diff_id(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 @pytest.fixture

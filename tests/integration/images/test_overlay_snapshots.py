@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import subprocess
@@ -13,11 +12,10 @@ import pytest
 from shoal.errors import InvalidArgument, NotFound
 from shoal.plugins.overlay.snapshotter import OverlaySnapshotter, chain_ids
 
+from layers_support import diff_id
+
 pytestmark = pytest.mark.root
 
-
-def diff_id(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 async def build(snap: OverlaySnapshotter, tmp: Path, layers: list[bytes]) -> list[str]:

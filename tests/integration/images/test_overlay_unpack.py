@@ -15,11 +15,10 @@ from shoal.errors import InvalidArgument, NotFound
 from shoal.plugins.overlay.snapshotter import OverlaySnapshotter, chain_ids
 from shoal.plugins.overlay.unpack import OPAQUE_XATTR
 
+from layers_support import diff_id
+
 pytestmark = pytest.mark.root
 
-
-def diff_id(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 @pytest.fixture
