@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import json
 import shutil
 import signal
@@ -31,7 +32,11 @@ sys.path.insert(0, str(ROOT / "tests" / "integration" / "raft"))
 
 from raft_procs import Cluster, ControlError, free_ports  # noqa: E402
 
+from shoal.plugins.raft import RaftSettings  # noqa: E402
+
 VALUE = "v" * 100
+#: The raft plugin's default settings: the bench's cluster runs with its default timeouts.
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(RaftSettings)}
 
 
 # ----------------------------------------------------------------------------- clients
@@ -217,7 +222,7 @@ async def failover(kill: Callable[[], None], write: Callable[[], Awaitable[None]
 async def main_async(args: argparse.Namespace, tmp: Path) -> None:
     levels = [int(c) for c in args.clients.split(",")]
     results: dict[tuple[str, int], tuple[float, list[float]]] = {}
-    with Cluster(tmp / "shoal", 3, tls=not args.no_tls, request_timeout=10.0, tick_interval=0.05) as shoal, EtcdCluster(tmp / "etcd") as etcd:
+    with Cluster(tmp / "shoal", 3, tls=not args.no_tls, request_timeout=10.0, tick_interval=DEFAULTS["tick_interval"]) as shoal, EtcdCluster(tmp / "etcd") as etcd:
         shoal.leader()
         await etcd.wait_ready()
         managers = list(shoal.managers.values())
@@ -271,7 +276,8 @@ async def main_async(args: argparse.Namespace, tmp: Path) -> None:
     print(f"\nshoal elections during the load runs: {elections}")
     print(f"Leader failover (kill -9 to first committed write, writes retried every {ATTEMPT * 1000:.0f} ms): "
           f"shoal {shoal_failover * 1000:.0f} ms, etcd {etcd_failover * 1000:.0f} ms "
-          "(default timeouts: shoal 50 ms ticks x 8 ticks, etcd 100 ms heartbeat and 1 s election)")  # fmt: skip
+          f"(default timeouts: shoal {DEFAULTS['tick_interval'] * 1000:.0f} ms ticks x {DEFAULTS['election_ticks']} ticks, "
+          "etcd 100 ms heartbeat and 1 s election)")  # fmt: skip
 
 
 def main() -> None:
