@@ -63,25 +63,23 @@ def ps(argv: list[str]) -> int:
 @command("stop")
 def stop(argv: list[str]) -> int:
     """``shoal stop [-t SECONDS] [-s SIGNAL] CONTAINER...``."""
-    parser = Parser("shoal stop", "Stop one or more running containers.")
-    parser.add_argument("-t", "--time", "--timeout", type=int, help="seconds to wait before killing the container")
-    parser.add_argument("-s", "--signal", help="signal to send to the container")
-    parser.add_argument("containers", nargs="+", metavar="CONTAINER")
-    args = parser.parse_args(argv)
-    api, query = client(), {"t": args.time, "signal": args.signal}
-    return for_each(args.containers, lambda c: api.post(f"{_container(c)}/stop", query))
+    return _stop_or_restart("stop", "Stop one or more running containers.", argv)
 
 
 @command("restart")
 def restart(argv: list[str]) -> int:
     """``shoal restart [-t SECONDS] [-s SIGNAL] CONTAINER...``."""
-    parser = Parser("shoal restart", "Restart one or more containers.")
+    return _stop_or_restart("restart", "Restart one or more containers.", argv)
+
+
+def _stop_or_restart(verb: str, description: str, argv: list[str]) -> int:
+    parser = Parser(f"shoal {verb}", description)
     parser.add_argument("-t", "--time", "--timeout", type=int, help="seconds to wait before killing the container")
     parser.add_argument("-s", "--signal", help="signal to send to the container")
     parser.add_argument("containers", nargs="+", metavar="CONTAINER")
     args = parser.parse_args(argv)
     api, query = client(), {"t": args.time, "signal": args.signal}
-    return for_each(args.containers, lambda c: api.post(f"{_container(c)}/restart", query))
+    return for_each(args.containers, lambda c: api.post(f"{_container(c)}/{verb}", query))
 
 
 @command("kill")

@@ -15,6 +15,8 @@ import resource
 import signal
 import socket
 import termios
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from shoal.runtime import ProcessSpec, RuntimeSpec
@@ -41,6 +43,19 @@ def _report_and_exit(ctl: socket.socket, message: str, code: int) -> None:
         wire.send(ctl, {"error": message, "code": code})
     finally:
         os._exit(code)
+
+
+@contextmanager
+def _exec_failures_reported(ctl: socket.socket) -> Iterator[None]:
+    """Report a failure of the steps up to exec over ``ctl`` with Docker's exit code, and exit."""
+    try:
+        yield
+    except Failure as e:
+        _report_and_exit(ctl, e.message, e.code)
+    except UserError as e:
+        _report_and_exit(ctl, str(e), 126)
+    except BaseException as e:  # noqa: BLE001 - whatever stops the exec is reported the same way
+        _report_and_exit(ctl, f"exec failed: {e}", 126)
 
 
 def _read_text(path: str) -> str:
@@ -317,7 +332,7 @@ def container_init(spec: RuntimeSpec, stdio: dict[int, int], terminal: bool, etc
     message, _ = wire.recv(ctl)
     if not message or not message.get("start"):
         os._exit(SETUP_FAILED)  # the daemon gave up on this container
-    try:
+    with _exec_failures_reported(ctl):
         if namespaces.get("cgroup", "") is None:
             # Now that the daemon placed us in our cgroup, it becomes the namespace's root.
             sc.unshare(sc.CLONE_NEWCGROUP)
@@ -327,12 +342,6 @@ def container_init(spec: RuntimeSpec, stdio: dict[int, int], terminal: bool, etc
             _run_as_init(ctl, spec.process, init_fd)
         keep, top = _prepare_process(spec.process)
         _switch_and_exec(spec.process, keep, top)
-    except Failure as e:
-        _report_and_exit(ctl, e.message, e.code)
-    except UserError as e:
-        _report_and_exit(ctl, str(e), 126)
-    except BaseException as e:  # noqa: BLE001
-        _report_and_exit(ctl, f"exec failed: {e}", 126)
 
 
 def _join(path: str, nstype: int) -> None:
@@ -373,7 +382,7 @@ def _join_cgroups(target: int) -> None:
 def exec_in_container(target: int, proc: ProcessSpec, stdio: dict[int, int], terminal: bool,
                       ctl: socket.socket, starter: socket.socket) -> None:
     """Enter the running container of ``target`` (already in its pid namespace) and exec."""
-    try:
+    with _exec_failures_reported(ctl):
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
         _join_cgroups(target)
         fds = {}
@@ -398,9 +407,3 @@ def exec_in_container(target: int, proc: ProcessSpec, stdio: dict[int, int], ter
         sc.cloexec_from(3)
         keep, top = _prepare_process(proc)
         _switch_and_exec(proc, keep, top)
-    except Failure as e:
-        _report_and_exit(ctl, e.message, e.code)
-    except UserError as e:
-        _report_and_exit(ctl, str(e), 126)
-    except BaseException as e:  # noqa: BLE001
-        _report_and_exit(ctl, f"exec failed: {e}", 126)

@@ -39,6 +39,20 @@ class Names:
         self.pool = f"10.{octet}.16.0/20:24"
         self.octet = octet
 
+    def bridge_settings(self) -> str:
+        """The ``[plugins.bridge]`` table that keeps the driver to these names (TOML)."""
+        return f"""[plugins.bridge]
+bridge = "{self.bridge}"
+default_subnet = "{self.default_subnet}"
+pools = ["{self.pool}"]
+bridge_prefix = "{self.bridge_prefix}"
+veth_prefix = "{self.veth_prefix}"
+spare_prefix = "{self.spare_prefix}"
+table = "{self.table}"
+dns_upstreams = ["127.0.0.1:9"]
+remove_on_exit = true
+"""
+
     def links(self) -> list[str]:
         out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
         names = [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
@@ -65,17 +79,7 @@ enable = ["sqlite", "local-membership", "namespaces", "cgroups", "images", "over
 parent = "{cgroup_parent}"
 [plugins.sqlite]
 synchronous = "normal"
-[plugins.bridge]
-bridge = "{names.bridge}"
-default_subnet = "{names.default_subnet}"
-pools = ["{names.pool}"]
-bridge_prefix = "{names.bridge_prefix}"
-veth_prefix = "{names.veth_prefix}"
-spare_prefix = "{names.spare_prefix}"
-table = "{names.table}"
-port_range = "43000-43999"
-dns_upstreams = ["127.0.0.1:9"]
-remove_on_exit = true
+{names.bridge_settings()}port_range = "43000-43999"
 """
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from shoal.presets import preset_dir
-from shoaltest import Daemon, run_daemon
+from shoaltest import Daemon, remove_cgroup_parent, run_daemon
 
 from bridge_support import Names
 
@@ -30,16 +30,7 @@ def docker(tmp_path: Path, busybox_dir: Path) -> Iterator[tuple[Daemon, dict[str
     config.write_text(f"""extend = "{preset_dir() / 'default.toml'}"
 [plugins.cgroups]
 parent = "{parent}"
-[plugins.bridge]
-bridge = "{names.bridge}"
-default_subnet = "{names.default_subnet}"
-pools = ["{names.pool}"]
-bridge_prefix = "{names.bridge_prefix}"
-veth_prefix = "{names.veth_prefix}"
-table = "{names.table}"
-dns_upstreams = ["127.0.0.1:9"]
-remove_on_exit = true
-""")
+{names.bridge_settings()}""")
     tar = tmp_path / "rootfs.tar"
     with tarfile.open(tar, "w") as archive:
         for entry in sorted(busybox_dir.iterdir()):
@@ -58,13 +49,7 @@ remove_on_exit = true
             subprocess.run(["docker", "network", "prune", "-f"], env=env, capture_output=True)
     leftovers = names.links(), names.table_exists()
     names.cleanup()
-    for controller in Path("/sys/fs/cgroup").iterdir():
-        leftover = controller / parent
-        if leftover.is_dir():
-            for child in leftover.iterdir():
-                if child.is_dir():
-                    child.rmdir()
-            leftover.rmdir()
+    remove_cgroup_parent(parent)
     assert leftovers == ([], False), f"left behind: {leftovers}"
 
 

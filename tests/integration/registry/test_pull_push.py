@@ -150,6 +150,28 @@ async def test_interrupted_pull_leaves_nothing_and_resumes(env: Any, tmp_path: P
     assert "bytes=100000-" in ranges, server.blob_gets
 
 
+async def test_layers_are_unpacked_while_they_download(env: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, server, address = env
+    make_oci_layout(tmp_path / "layout", padding=3 << 20)
+    async with await RegistryClient.connect(address, options=FAST) as client:
+        await push_layout(client, "follow", tmp_path / "layout")
+    snapshotter, followed, from_blob = store.snapshotter, [], []
+    growing, stored = snapshotter.apply_growing_layer, snapshotter.apply_layer
+
+    async def follow(diff_ids: Any, source: str, sizes: Any, **kwargs: Any) -> str:
+        followed.append(diff_ids[-1])
+        return await growing(diff_ids, source, sizes, **kwargs)
+
+    async def unpack_stored(diff_ids: Any, source: str) -> str:
+        from_blob.append(diff_ids[-1])
+        return await stored(diff_ids, source)
+
+    monkeypatch.setattr(snapshotter, "apply_growing_layer", follow)
+    monkeypatch.setattr(snapshotter, "apply_layer", unpack_stored)
+    record = await store.pull(f"{address}/follow")
+    assert sorted(followed) == sorted(record.layers) and from_blob == []  # both layers are over 64 KiB
+
+
 async def test_a_download_that_starts_over_is_unpacked_from_the_stored_blob(env: Any, tmp_path: Path) -> None:
     store, server, address = env
     layout = make_oci_layout(tmp_path / "layout", padding=3 << 20)
