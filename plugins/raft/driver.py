@@ -36,8 +36,8 @@ log = logging.getLogger("shoal.raft")
 _NOT_LEADER, _TOO_LARGE, _DROPPED = 1, 2, 3
 
 
-#: Seconds a snapshot's encoding pauses per second of work: it takes at most a quarter of the loop.
-SNAPSHOT_YIELD = 3.0
+#: Seconds a snapshot's encoding pauses per second of work: it takes at most a tenth of the loop.
+SNAPSHOT_YIELD = 9.0
 
 #: An fsync expected to take less than this many seconds runs on the loop's own thread: handing
 #: it to a worker thread and back (two thread switches and the interpreter lock) costs as much.
@@ -498,8 +498,8 @@ class RaftDriver:
                 if piece is None:
                     break
                 data.append(piece)
-                # Encoding shares the loop with clients and peers: at most a share of its time,
-                # so a snapshot slows requests a little for longer rather than a lot at once.
+                # Encoding shares the loop with clients and peers: short pieces and a small share
+                # of its time, so a snapshot slows requests a little for longer, not a lot at once.
                 await trio.sleep((time.perf_counter() - started) * SNAPSHOT_YIELD)
             snapshot = Snapshot(meta, b"".join(data))
             await trio.to_thread.run_sync(self.storage.write_snapshot, snapshot)

@@ -78,7 +78,7 @@ def _obviously_valid(op: Op, current: StoredObject | None) -> bool:
 
 
 #: Objects (or changes, or outcomes) encoded per piece of a snapshot.
-SNAPSHOT_PIECE = 256
+SNAPSHOT_PIECE = 64
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"))

@@ -314,12 +314,16 @@ class Wal:
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """Write a snapshot file durably (temporary file, fsync, rename, fsync of the directory)."""
-        body = encode_metadata(snapshot.metadata) + snapshot.data
-        blob = _SNAP_HEADER.pack(_SNAP_MAGIC, zlib.crc32(body), len(body)) + body
+        # The body (metadata, then data) is written in parts: copying megabytes into one buffer
+        # would hold the interpreter lock, which this method, run in a worker thread, must not.
+        meta, data = encode_metadata(snapshot.metadata), snapshot.data
+        crc = zlib.crc32(data, zlib.crc32(meta))
         path = self.snap_dir / f"{snapshot.index:016x}-{snapshot.term:016x}.snap"
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as f:
-            f.write(blob)
+            f.write(_SNAP_HEADER.pack(_SNAP_MAGIC, crc, len(meta) + len(data)))
+            f.write(meta)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
