@@ -104,6 +104,9 @@ class RaftNode:
         self._reads_awaiting_commit: list[Message] = []
         self.msgs: list[Message] = []
         self.read_states: list[ReadState] = []
+        # The commit index advanced: followers hear of it when the next Ready is taken, in an
+        # append that carries entries if one goes out by then, else in a COMMIT_ONLY one.
+        self._commit_news = False
         # Logical clock (ticks since start) and, per voter, the latest clock value of ours that
         # it echoed in a heartbeat reply: the basis of the leader lease.
         self._clock = 0
@@ -255,6 +258,7 @@ class RaftNode:
             return False
         return bool(
             self.msgs
+            or self._commit_news
             or self.read_states
             or self.log.unstable.entries
             or self.log.unstable.snapshot is not None
@@ -267,6 +271,8 @@ class RaftNode:
         """The next batch of work; call ``advance`` with it before asking for another."""
         if self._ready_outstanding:
             raise RaftError("advance() must be called with the previous Ready before the next ready()")
+        if self._commit_news:
+            self._tell_commit()
         rd = Ready(
             entries=list(self.log.unstable.entries),
             snapshot=self.log.unstable.snapshot,
@@ -744,7 +750,7 @@ class RaftNode:
         elif pr.state is ProgressState.REPLICATE:
             pr.inflights.free_le(m.index)
         if self._maybe_commit():
-            self._broadcast_append(commit_only=True)
+            self._commit_news = True
         elif was_paused:
             self._send_append(m.frm)
         # Pipelining: keep sending while the in-flight window has room.
@@ -831,11 +837,21 @@ class RaftNode:
                 self._serve_read(NONE if m.frm == self.id else m.frm, m.context)
         return True
 
-    def _broadcast_append(self, commit_only: bool = False) -> None:
-        """Send every follower its next entries, or the commit index (``COMMIT_ONLY`` with ``commit_only``)."""
+    def _broadcast_append(self) -> None:
+        """Send every follower its next entries (an empty append to one that is up to date)."""
         for node_id in self.progress:
             if node_id != self.id:
-                self._send_append(node_id, commit_only=commit_only)
+                self._send_append(node_id)
+
+    def _tell_commit(self) -> None:
+        """Send the commit index to every follower that no append queued since it advanced carries."""
+        self._commit_news = False
+        if self.role is not Role.LEADER:
+            return
+        told = {m.to for m in self.msgs if m.type is MT.APP and m.commit >= self.log.committed}
+        for node_id in self.progress:
+            if node_id != self.id and node_id not in told:
+                self._send_append(node_id, commit_only=True)
 
     def _broadcast_heartbeat(self, context: bytes | None = None) -> None:
         if context is None:

@@ -353,6 +353,32 @@ def test_only_acknowledgments_of_known_replication_may_wait() -> None:
     assert not net.nodes[2].acknowledges_nothing_new(ack(to=2, frm=3))  # only a leader lets one wait
 
 
+def test_a_new_commit_index_rides_on_the_next_entries_sent_in_the_same_ready() -> None:
+    net = Net(3)
+    leader = net.elect(1)
+    leader.propose(b"x")
+    net.run()  # both followers stream now
+    leader.propose(b"y")
+    appends = net.drain(1)
+    acks = []
+    for i in (2, 3):
+        for m in appends:
+            if m.to == i:
+                net.nodes[i].step(m)
+        acks += [m for m in net.drain(i) if m.type is MT.APP_RESP]
+    assert len(acks) == 2
+    for m in acks:  # the acks and a new proposal reach the leader before its next Ready
+        leader.step(m)
+    leader.propose(b"z")
+    out = net.drain(1)
+    committed = leader.log.committed
+    assert committed == leader.log.last_index() - 1  # "y" is committed, "z" not yet
+    for follower in (2, 3):
+        appends = [m for m in out if m.type is MT.APP and m.to == follower]
+        assert len(appends) == 1, "one append carries both the entry and the commit index"
+        assert [e.data for e in appends[0].entries] == [b"z"] and appends[0].commit == committed
+
+
 def test_followers_do_not_answer_appends_that_only_carry_the_commit_index() -> None:
     net = Net(3)
     leader = net.elect(1)
