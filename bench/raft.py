@@ -5,7 +5,9 @@ Clients spread over the three members (each forwards to its leader) and write ne
 100-byte value in a closed loop: shoal's through each manager's control socket (JSON lines over
 a unix socket), etcd's through its HTTP/JSON gateway (``/v3/kv/put``, kept-alive connections).
 The load generator is one trio process for both. Then the leader failover time: kill -9 of the
-leader until the first write committed through another member.
+leader until the first write committed through another member. Last, this disk's own fdatasync
+latency, probed alone before and after the runs: a host whose flushes stall now and then
+stalls both clusters' commits, and that shows in their p99.
 
     .venv/bin/python bench/raft.py [--seconds 3] [--clients 1,16,256]
 """
@@ -16,6 +18,7 @@ import argparse
 import base64
 import dataclasses
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -280,6 +283,25 @@ async def main_async(args: argparse.Namespace, tmp: Path) -> None:
           "etcd 100 ms heartbeat and 1 s election)")  # fmt: skip
 
 
+def probe_fdatasync(directory: Path, seconds: float = 2.0) -> str:
+    """This disk's fdatasync latency alone (p50, p99, max): a host whose flushes stall now and
+    then stalls both clusters' commits, and shows in their p99."""
+    path = directory / "fdatasync-probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    took: list[float] = []
+    try:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            os.write(fd, b"x" * 512)
+            started = time.perf_counter()
+            os.fdatasync(fd)
+            took.append(time.perf_counter() - started)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return f"p50 {pct(took, .5):.2f} ms, p99 {pct(took, .99):.2f} ms, max {max(took) * 1000:.1f} ms"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -289,7 +311,10 @@ def main() -> None:
     if shutil.which("etcd") is None:
         sys.exit("bench/raft.py needs etcd: apt-get install -y etcd-server")
     with tempfile.TemporaryDirectory(prefix="shoal-bench-raft-") as tmp:
+        before = probe_fdatasync(Path(tmp))
         trio.run(main_async, args, Path(tmp))
+        after = probe_fdatasync(Path(tmp))
+    print(f"fdatasync of 512 bytes on this disk, alone for 2 s: before the runs {before}; after them {after}")
 
 
 if __name__ == "__main__":
