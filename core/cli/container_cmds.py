@@ -105,22 +105,24 @@ def rm(argv: list[str]) -> int:
     return for_each(args.containers, lambda c: api.call("DELETE", _container(c), query))
 
 
+def _post_to_each(argv: list[str], verb: str, description: str) -> int:
+    """``shoal VERB CONTAINER...``: POST /containers/{id}/VERB for each container."""
+    parser = Parser(f"shoal {verb}", description)
+    parser.add_argument("containers", nargs="+", metavar="CONTAINER")
+    api = client()
+    return for_each(parser.parse_args(argv).containers, lambda c: api.post(f"{_container(c)}/{verb}"))
+
+
 @command("pause")
 def pause(argv: list[str]) -> int:
     """``shoal pause CONTAINER...``."""
-    parser = Parser("shoal pause", "Pause all processes within one or more containers.")
-    parser.add_argument("containers", nargs="+", metavar="CONTAINER")
-    api = client()
-    return for_each(parser.parse_args(argv).containers, lambda c: api.post(f"{_container(c)}/pause"))
+    return _post_to_each(argv, "pause", "Pause all processes within one or more containers.")
 
 
 @command("unpause")
 def unpause(argv: list[str]) -> int:
     """``shoal unpause CONTAINER...``."""
-    parser = Parser("shoal unpause", "Unpause all processes within one or more containers.")
-    parser.add_argument("containers", nargs="+", metavar="CONTAINER")
-    api = client()
-    return for_each(parser.parse_args(argv).containers, lambda c: api.post(f"{_container(c)}/unpause"))
+    return _post_to_each(argv, "unpause", "Unpause all processes within one or more containers.")
 
 
 @command("wait")

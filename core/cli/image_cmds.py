@@ -90,6 +90,15 @@ def drain_progress(messages: Any) -> None:
             raise APIError(detail.get("code") or 500, detail.get("message") or message.get("error"))
 
 
+def _report_transfer(messages: Any, quiet: bool, name: str) -> None:
+    """Show a pull's or push's progress, or with ``quiet`` only ``name`` once it is done."""
+    if quiet:
+        drain_progress(messages)
+        print(name)
+    else:
+        show_progress(messages)
+
+
 def _registry_auth(reference: str) -> dict[str, str]:
     """The ``X-Registry-Auth`` header for the registry of ``reference`` from the docker config."""
     from shoal.plugins.images.credentials import lookup, to_header
@@ -118,12 +127,9 @@ def pull(argv: list[str]) -> int:
             print("Using default tag: latest", flush=True)
             tag = "latest"
     query = {"fromImage": name, "tag": tag or None, "platform": args.platform}
+    pulled = args.name if "@" in args.name or ":" in args.name.rsplit("/", 1)[-1] else f"{args.name}:latest"
     with client().open("POST", "/images/create", query, headers=_registry_auth(args.name)) as response:
-        if args.quiet:
-            drain_progress(response.iter_json())
-            print(args.name if "@" in args.name or ":" in args.name.rsplit("/", 1)[-1] else f"{args.name}:latest")
-        else:
-            show_progress(response.iter_json())
+        _report_transfer(response.iter_json(), args.quiet, pulled)
     return 0
 
 
@@ -136,11 +142,7 @@ def push(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     name, tag = split_reference(args.name)
     with client().open("POST", f"/images/{quote_id(name)}/push", {"tag": tag or None}, headers=_registry_auth(args.name)) as response:
-        if args.quiet:
-            drain_progress(response.iter_json())
-            print(args.name)
-        else:
-            show_progress(response.iter_json())
+        _report_transfer(response.iter_json(), args.quiet, args.name)
     return 0
 
 
