@@ -124,7 +124,8 @@ def pull(argv: list[str]) -> int:
     if "@" not in name:
         name, tag = split_reference(name)
         if not tag:
-            print("Using default tag: latest", flush=True)
+            if not args.quiet:  # as docker pull -q: the reference pulled is the only output
+                print("Using default tag: latest", flush=True)
             tag = "latest"
     query = {"fromImage": name, "tag": tag or None, "platform": args.platform}
     pulled = args.name if "@" in args.name or ":" in args.name.rsplit("/", 1)[-1] else f"{args.name}:latest"

@@ -238,6 +238,34 @@ def test_import_from_stdin_and_stream_errors(daemon: FakeDaemon) -> None:
     assert daemon.requests[0].body == b"garbage"
 
 
+def test_pull_and_push_quiet_print_only_the_reference(daemon: FakeDaemon, capsys) -> None:
+    def progress(ex: Exchange) -> None:
+        ex.start_chunked()
+        ex.chunk(json.dumps({"status": "Downloading", "id": "abc", "progressDetail": {}}).encode() + b"\r\n")
+        ex.end_chunks()
+
+    daemon.route("POST", "/images/create")(progress)
+    daemon.route("POST", r"/images/[\w.:%/-]+/push")(progress)
+    assert main(["pull", "-q", "127.0.0.1:5000/lib/bb"]) == 0
+    assert capsys.readouterr().out == "127.0.0.1:5000/lib/bb:latest\n"
+    assert daemon.requests[0].query == {"fromImage": "127.0.0.1:5000/lib/bb", "tag": "latest"}
+    assert main(["push", "-q", "127.0.0.1:5000/lib/bb:2"]) == 0
+    assert capsys.readouterr().out == "127.0.0.1:5000/lib/bb:2\n"
+    assert daemon.requests[1].query == {"tag": "2"}
+
+
+def test_quiet_pull_reports_the_stream_error(daemon: FakeDaemon, capsys) -> None:
+    @daemon.route("POST", "/images/create")
+    def create(ex: Exchange) -> None:
+        ex.start_chunked()
+        ex.chunk(json.dumps({"errorDetail": {"message": "manifest unknown"}, "error": "manifest unknown"}).encode())
+        ex.end_chunks()
+
+    assert main(["pull", "-q", "127.0.0.1:5000/lib/nosuch:1"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == "Error response from daemon: manifest unknown\n"
+
+
 def test_import_missing_file(daemon: FakeDaemon, capsys) -> None:
     assert main(["import", "/nonexistent.tar", "base"]) == 1
     assert capsys.readouterr().err == "open /nonexistent.tar: no such file or directory\n"
